@@ -1,0 +1,28 @@
+# Set-up on a fresh machine is two commands: `make run` and `make test`.
+# Both create .venv and install the project into it when needed.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)  ## start the simulator on 127.0.0.1:8021 (the control plane joins it in issue 3)
+	$(BIN)/telephony sim
+
+test: $(STAMP)  ## lint, type-check and run the whole test suite
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/pytest -q
+
+bench: $(STAMP)  ## benchmarks (ratios against a baseline measured in the same run)
+	$(BIN)/pytest tests/bench -m bench -s -q
+
+clean:
+	rm -rf $(VENV)

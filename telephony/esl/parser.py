@@ -1,0 +1,284 @@
+"""Sans-IO parsing of the Event Socket byte stream.
+
+Theory of operation
+-------------------
+An ESL frame is a header block (``Name: value`` lines ended by an empty
+line) optionally followed by exactly ``Content-Length`` bytes of body. The
+body of a ``text/event-plain`` frame is itself a header block (URL-encoded
+values) with an optional inner ``Content-Length`` body; a
+``text/event-json`` body is one JSON object.
+
+:class:`FrameParser` is fed bytes as they arrive, split anywhere, and yields
+:class:`Frame` objects, or :class:`Malformed` for bytes that cannot be a
+frame (they are skipped, and parsing goes on with the next frame). It never
+raises on input and never waits for more bytes than a frame announced.
+:func:`decode` turns a frame into a typed message.
+
+The same framing carries the client's commands to a server (the simulator):
+:class:`CommandParser` yields :class:`Command` objects, whose first line is
+the command and whose further lines are headers.
+
+Event header values are decoded *after* the body is split into lines, so an
+encoded newline (``%0A``) in a caller-controlled value stays inside that
+value (greenswitch decodes first and splits afterwards, which lets a
+caller-ID name forge ``Unique-ID``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from urllib.parse import unquote
+
+import orjson
+
+from telephony.esl.messages import (
+    ApiResponse,
+    AuthRequest,
+    CommandReply,
+    ContentType,
+    DisconnectNotice,
+    Event,
+    Frame,
+    LogData,
+    Malformed,
+    Message,
+    RudeRejection,
+    Unknown,
+)
+
+#: A header block longer than this without its ending blank line is not ESL.
+MAX_HEADER_BLOCK = 256 * 1024
+#: Largest body accepted (``show channels as json`` with thousands of rows stays far below).
+MAX_BODY = 64 * 1024 * 1024
+
+
+class FrameParser:
+    """Incremental parser of FreeSWITCH's output: bytes in, frames out."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._pos = 0
+        self._headers: dict[str, str] | None = None
+        self._length = 0
+
+    def feed(self, data: bytes) -> None:
+        """Add received bytes; call :meth:`frames` to take what is complete."""
+        if self._pos and self._pos > len(self._buf) // 2:
+            del self._buf[: self._pos]
+            self._pos = 0
+        self._buf += data
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet returned as a frame."""
+        return len(self._buf) - self._pos
+
+    def frames(self) -> Iterator[Frame | Malformed]:
+        """Yield every frame complete in the buffer, in order."""
+        buf = self._buf
+        while True:
+            if self._headers is None:
+                end = buf.find(b"\n\n", self._pos)
+                if end < 0:
+                    pending = len(buf) - self._pos
+                    if pending > MAX_HEADER_BLOCK:
+                        raw = bytes(buf[self._pos :])
+                        self._pos = len(buf)
+                        yield Malformed("header block too long", raw)
+                    return
+                block = bytes(buf[self._pos : end])
+                self._pos = end + 2
+                if not block.strip(b"\n"):
+                    continue  # stray blank lines between frames
+                headers, error = _parse_header_block(block, decode_values=True)
+                if error:
+                    yield Malformed(error, block)
+                    continue
+                length_text = headers.get("Content-Length")
+                if length_text is None:
+                    yield Frame(headers)
+                    continue
+                if not length_text.isdigit() or int(length_text) > MAX_BODY:
+                    yield Malformed(f"bad Content-Length {length_text!r}", block)
+                    continue
+                self._headers = headers
+                self._length = int(length_text)
+            if len(buf) - self._pos < self._length:
+                return
+            body = bytes(buf[self._pos : self._pos + self._length])
+            self._pos += self._length
+            headers, self._headers = self._headers, None
+            yield Frame(headers, body)
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One client command as a server reads it: ``sendmsg <uuid>`` plus its headers."""
+
+    line: str
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+
+    @property
+    def name(self) -> str:
+        return self.line.split(" ", 1)[0].lower()
+
+    @property
+    def arg(self) -> str:
+        parts = self.line.split(" ", 1)
+        return parts[1] if len(parts) > 1 else ""
+
+
+class CommandParser:
+    """Incremental parser of a client's commands (for the simulator's side of the socket)."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._pending: Command | None = None
+        self._length = 0
+
+    def feed(self, data: bytes) -> None:
+        self._buf += data
+
+    def commands(self) -> Iterator[Command | Malformed]:
+        buf = self._buf
+        while True:
+            if self._pending is None:
+                # Clients may end a command with "\n\n" or "\r\n\r\n".
+                end, sep = _find_blank_line(buf)
+                if end < 0:
+                    if len(buf) > MAX_HEADER_BLOCK:
+                        raw = bytes(buf)
+                        del buf[:]
+                        yield Malformed("command too long", raw)
+                    return
+                block = bytes(buf[:end]).replace(b"\r\n", b"\n")
+                del buf[: end + sep]
+                lines = block.strip(b"\n").split(b"\n")
+                if not lines or not lines[0].strip():
+                    continue
+                try:
+                    line = lines[0].decode("utf-8").strip()
+                except UnicodeDecodeError:
+                    yield Malformed("command is not UTF-8", block)
+                    continue
+                headers, error = _parse_header_block(b"\n".join(lines[1:]), decode_values=False)
+                if error:
+                    yield Malformed(error, block)
+                    continue
+                length_text = headers.get("Content-Length") or headers.get("content-length")
+                command = Command(line, headers)
+                if not length_text:
+                    yield command
+                    continue
+                if not length_text.isdigit() or int(length_text) > MAX_BODY:
+                    yield Malformed(f"bad Content-Length {length_text!r}", block)
+                    continue
+                self._pending, self._length = command, int(length_text)
+            if len(buf) < self._length:
+                return
+            body = bytes(buf[: self._length])
+            del buf[: self._length]
+            pending, self._pending = self._pending, None
+            yield Command(pending.line, pending.headers, body)
+
+
+def _find_blank_line(buf: bytearray) -> tuple[int, int]:
+    lf = buf.find(b"\n\n")
+    crlf = buf.find(b"\r\n\r\n")
+    if crlf >= 0 and (lf < 0 or crlf < lf):
+        return crlf, 4
+    return lf, 2
+
+
+def _parse_header_block(block: bytes, *, decode_values: bool) -> tuple[dict[str, str], str]:
+    """Parse ``Name: value`` lines; returns (headers, error text or "")."""
+    try:
+        text = block.decode("utf-8")
+    except UnicodeDecodeError:
+        return {}, "header block is not UTF-8"
+    headers: dict[str, str] = {}
+    for line in text.split("\n"):
+        if not line:
+            continue
+        name, sep, value = line.partition(":")
+        if not sep or not name or name != name.strip():
+            return {}, f"not a header line: {line[:80]!r}"
+        value = value[1:] if value.startswith(" ") else value
+        if decode_values and "%" in value:
+            value = unquote(value)
+        headers[name] = value
+    return headers, ""
+
+
+def parse_event_plain(body: bytes) -> Event:
+    """Decode a ``text/event-plain`` body: lines first, then each value URL-decoded."""
+    split = body.find(b"\n\n")
+    head = body if split < 0 else body[:split]
+    headers: dict[str, str] = {}
+    for line in head.decode("utf-8", errors="replace").split("\n"):
+        name, sep, value = line.partition(": ")
+        if not sep:
+            continue
+        if "%" in value:
+            value = unquote(value)
+        headers[name] = value
+    inner: str | None = None
+    length = headers.get("Content-Length")
+    if length is not None and split >= 0:
+        raw = body[split + 2 :]
+        n = int(length) if length.isdigit() else len(raw)
+        inner = raw[:n].decode("utf-8", errors="replace")
+    return Event(headers, inner)
+
+
+def parse_event_json(body: bytes) -> Event:
+    """Decode a ``text/event-json`` body; ``_body`` becomes the event body."""
+    data = orjson.loads(body)
+    if not isinstance(data, dict):
+        raise ValueError("event JSON is not an object")
+    inner = data.pop("_body", None)
+    headers = {
+        str(k): v if isinstance(v, str) else orjson.dumps(v).decode() for k, v in data.items()
+    }
+    return Event(headers, inner if isinstance(inner, str) else None)
+
+
+def decode(frame: Frame) -> Message | Malformed:
+    """Turn a frame into a typed message; a body that cannot be decoded gives :class:`Malformed`."""
+    ctype = frame.content_type
+    try:
+        if ctype == ContentType.EVENT_PLAIN:
+            return parse_event_plain(frame.body)
+        if ctype == ContentType.EVENT_JSON:
+            return parse_event_json(frame.body)
+        if ctype == ContentType.COMMAND_REPLY:
+            return CommandReply(frame.headers.get("Reply-Text", ""), frame.headers)
+        if ctype == ContentType.API_RESPONSE:
+            return ApiResponse(frame.body.decode("utf-8", errors="replace"))
+        if ctype == ContentType.AUTH_REQUEST:
+            return AuthRequest()
+        if ctype == ContentType.DISCONNECT_NOTICE:
+            return DisconnectNotice(frame.headers, frame.body.decode("utf-8", errors="replace"))
+        if ctype == ContentType.RUDE_REJECTION:
+            return RudeRejection(frame.body.decode("utf-8", errors="replace"))
+        if ctype == ContentType.LOG_DATA:
+            return LogData(frame.headers, frame.body.decode("utf-8", errors="replace"))
+    except (ValueError, orjson.JSONDecodeError) as exc:
+        return Malformed(f"{ctype}: {exc}", frame.body)
+    return Unknown(ctype, frame.headers, frame.body)
+
+
+class Decoder:
+    """Bytes in, typed messages out: :class:`FrameParser` followed by :func:`decode`."""
+
+    def __init__(self) -> None:
+        self._frames = FrameParser()
+
+    def feed(self, data: bytes) -> None:
+        self._frames.feed(data)
+
+    def messages(self) -> Iterator[Message | Malformed]:
+        for frame in self._frames.frames():
+            yield frame if isinstance(frame, Malformed) else decode(frame)
