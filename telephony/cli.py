@@ -80,9 +80,9 @@ def sim(listen: str, password: str, time_scale: float) -> None:
       printf 'auth ClueCon\\n\\nevent plain ALL\\n\\napi sim call 12345 13800138000\\n\\n' \\
         | nc 127.0.0.1 8021
     """
+    host, port = _host_port(listen, 8021)
     from telephony.sim.server import run
 
-    host, port = _host_port(listen, 8021)
     try:
         run(host, port, password, time_scale=time_scale)
     except OSError as exc:

@@ -13,9 +13,7 @@ from collections.abc import Iterable, Mapping
 import orjson
 
 _UNSAFE = frozenset(b'\r\n #%&+:;<=>?@[\\]^`{|}"')
-_ENCODE_TABLE = [
-    f"%{b:02X}" if (b in _UNSAFE or b < 32 or b > 126) else chr(b) for b in range(256)
-]
+_ENCODE_TABLE = [f"%{b:02X}" if (b in _UNSAFE or b < 32 or b > 126) else chr(b) for b in range(256)]
 
 GOODBYE = "Disconnected, goodbye.\nSee you at ClueCon! http://www.cluecon.com/\n"
 
