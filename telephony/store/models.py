@@ -22,6 +22,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     func,
 )
@@ -228,3 +229,10 @@ class AuditEntry(Base):
     target_id: Mapped[str] = mapped_column(String(128))
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
     remote_addr: Mapped[str | None] = mapped_column(String(64))
+
+
+def table_of(model: type[Base]) -> Table:
+    """The Core table behind a model (typed as ``Table``, which ``__table__`` is not)."""
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
