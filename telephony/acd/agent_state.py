@@ -18,6 +18,8 @@ Rules:
 * ``set_busy`` or ``sign_out`` during ``ringing``, ``in_call`` or ``wrap_up``
   is deferred, not refused: it is kept and applied when wrap-up ends (the
   API reply says so). ``set_idle`` in those states clears a deferred request.
+* ``resume_call`` (from any other state) is how a restarted controller puts
+  an agent it finds bridged to a citizen back in ``in_call``.
 * The end of a call starts wrap-up; the engine owns the timer (effect
   ``start_wrap_up``), so this module never sleeps.
 """
@@ -50,6 +52,7 @@ class AgentEvent(Enum):
     OFFER_CANCELLED = "offer_cancelled"
     CALL_ENDED = "call_ended"
     WRAP_UP_DONE = "wrap_up_done"
+    RESUME_CALL = "resume_call"  # re-adoption after a restart found the agent bridged
 
 
 class AgentEffect(Enum):
@@ -81,6 +84,7 @@ AGENT_MACHINE: Machine[AgentState, AgentEvent, AgentEffect] = Machine(
         **{(s, Ev.SET_BUSY): Rule(s, (Fx.DEFER,)) for s in _DEFERRABLE},
         **{(s, Ev.SIGN_OUT): Rule(s, (Fx.DEFER,)) for s in _DEFERRABLE},
         **{(s, Ev.SET_IDLE): Rule(s, (Fx.CLEAR_DEFERRED,)) for s in _DEFERRABLE},
+        **{(s, Ev.RESUME_CALL): Rule(St.IN_CALL) for s in St if s is not St.IN_CALL},
     },
 )
 

@@ -37,8 +37,8 @@ class Roster:
         on_available: Callable[[Agent], None] = lambda agent: None,
     ) -> None:
         self._buffer = buffer
-        self._clock = clock
-        self._on_available = on_available
+        self.clock = clock
+        self.on_available = on_available
         self.agents: dict[str, Agent] = {}
 
     def load(self, agents: Iterable[Agent]) -> None:
@@ -60,11 +60,11 @@ class Roster:
     ) -> list[AgentChange]:
         """Apply one event to one agent, store the changes, and wake the distributor if needed."""
         agent = self.get(agent_id)
-        changes = agent.handle(event, self._clock(), reason)
+        changes = agent.handle(event, self.clock(), reason)
         for change in changes:
             self._store(agent, change)
         if any(AgentEffect.ROUTE in c.effects for c in changes):
-            self._on_available(agent)
+            self.on_available(agent)
         return changes
 
     def _store(self, agent: Agent, change: AgentChange) -> None:

@@ -194,6 +194,20 @@ def originate_args(
     return [f"{block}{endpoint}", f"&{app}({app_arg})"]
 
 
+def setvar_multi(uuid: str, variables: Mapping[str, str]) -> list[str]:
+    """Arguments of ``uuid_setvar_multi``: ``<uuid> a=1;b=2`` (values must not hold ``;``)."""
+    items = []
+    for name, value in variables.items():
+        _match(_VAR_NAME, name, "channel variable name")
+        _line(value, f"value of {name}")
+        if ";" in value:
+            raise UnsafeValue(f"value of {name} must not contain ';': {value!r}")
+        items.append(f"{name}={value}")
+    if not items:
+        raise UnsafeValue("no variables")
+    return [check_uuid(uuid), ";".join(items)]
+
+
 def setvar(uuid: str, name: str, value: str) -> list[str]:
     """Arguments of ``uuid_setvar``."""
     return [

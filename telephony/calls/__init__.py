@@ -1,0 +1,1 @@
+"""The call domain: call and leg state, the registry, the engine that drives FreeSWITCH."""

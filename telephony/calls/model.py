@@ -1,0 +1,171 @@
+"""A citizen's call as the engine tracks it, and the call state machine.
+
+Theory of operation
+-------------------
+A call is keyed by its caller leg's uuid (the channel FreeSWITCH parked for
+the hotline). States:
+
+``parked``        adopted from the dialplan's park, not answered yet
+``ivr``           answered, hearing the greeting / IVR
+``queued``        waiting in a skill group, hearing music on hold
+``offering``      an agent's phone is ringing (the caller still hears music)
+``connected``     bridged to the agent, recorded
+``after_agent``   the agent hung up first; the caller is kept (survey, issue 4)
+``ended``         the caller leg is gone; the CDR is written
+
+Events: ``answer``, ``enqueue``, ``offer``, ``offer_failed`` (no answer,
+reject, unreachable: back to the queue, that agent excluded), ``bridge``,
+``agent_hangup``, ``hangup`` (the caller leg ended, whoever caused it).
+
+The outcome is read from the state the call ended in: ``parked``/``ivr`` →
+abandoned in IVR, ``queued``/``offering`` → abandoned in queue,
+``connected``/``after_agent`` → answered. Effects tell the engine what to do
+besides moving: put the call back in the queue and route, cancel a ringing
+agent leg, end the agent's call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from telephony.fsm import Machine, Rule
+
+
+class CallState(Enum):
+    PARKED = "parked"
+    IVR = "ivr"
+    QUEUED = "queued"
+    OFFERING = "offering"
+    CONNECTED = "connected"
+    AFTER_AGENT = "after_agent"
+    ENDED = "ended"
+
+
+class CallInput(Enum):
+    ANSWER = "answer"
+    ENQUEUE = "enqueue"
+    OFFER = "offer"
+    OFFER_FAILED = "offer_failed"
+    BRIDGE = "bridge"
+    AGENT_HANGUP = "agent_hangup"
+    HANGUP = "hangup"
+
+
+class CallEffect(Enum):
+    ROUTE = "route"  # the call (back) in its queue: look for an agent
+    DEQUEUE = "dequeue"  # take the call out of its queue
+    CANCEL_OFFER = "cancel_offer"  # kill the agent leg that is still ringing
+    END_AGENT_CALL = "end_agent_call"  # the agent's side of the call is over
+    WRITE_CDR = "write_cdr"
+
+
+class Outcome(Enum):
+    ANSWERED = "answered"
+    ABANDONED_IN_QUEUE = "abandoned_in_queue"
+    ABANDONED_IN_IVR = "abandoned_in_ivr"
+    BLOCKED = "blocked"
+    FAILED = "failed"
+
+
+St, In, Fx = CallState, CallInput, CallEffect
+
+CALL_MACHINE: Machine[CallState, CallInput, CallEffect] = Machine(
+    "call",
+    {
+        (St.PARKED, In.ANSWER): Rule(St.IVR),
+        (St.IVR, In.ENQUEUE): Rule(St.QUEUED, (Fx.ROUTE,)),
+        (St.QUEUED, In.OFFER): Rule(St.OFFERING),
+        (St.OFFERING, In.OFFER_FAILED): Rule(St.QUEUED, (Fx.ROUTE,)),
+        (St.OFFERING, In.BRIDGE): Rule(St.CONNECTED, (Fx.DEQUEUE,)),
+        (St.CONNECTED, In.AGENT_HANGUP): Rule(St.AFTER_AGENT, (Fx.END_AGENT_CALL,)),
+        (St.PARKED, In.HANGUP): Rule(St.ENDED, (Fx.WRITE_CDR,)),
+        (St.IVR, In.HANGUP): Rule(St.ENDED, (Fx.WRITE_CDR,)),
+        (St.QUEUED, In.HANGUP): Rule(St.ENDED, (Fx.DEQUEUE, Fx.WRITE_CDR)),
+        (St.OFFERING, In.HANGUP): Rule(St.ENDED, (Fx.DEQUEUE, Fx.CANCEL_OFFER, Fx.WRITE_CDR)),
+        (St.CONNECTED, In.HANGUP): Rule(St.ENDED, (Fx.END_AGENT_CALL, Fx.WRITE_CDR)),
+        (St.AFTER_AGENT, In.HANGUP): Rule(St.ENDED, (Fx.WRITE_CDR,)),
+    },
+)
+
+_OUTCOME_BY_LAST_STATE = {
+    St.PARKED: Outcome.ABANDONED_IN_IVR,
+    St.IVR: Outcome.ABANDONED_IN_IVR,
+    St.QUEUED: Outcome.ABANDONED_IN_QUEUE,
+    St.OFFERING: Outcome.ABANDONED_IN_QUEUE,
+    St.CONNECTED: Outcome.ANSWERED,
+    St.AFTER_AGENT: Outcome.ANSWERED,
+}
+
+
+def outcome_of(last_state: CallState) -> Outcome:
+    """The CDR outcome of a call that ended in ``last_state``."""
+    return _OUTCOME_BY_LAST_STATE.get(last_state, Outcome.FAILED)
+
+
+@dataclass
+class Call:
+    """One citizen's call: its legs, its times (engine clock, seconds), and where it stands."""
+
+    uuid: str
+    node: str
+    hotline: str
+    caller: str
+    arrived_at: float
+    state: CallState = CallState.PARKED
+    skill_group: str = "general"
+    priority: int = 0
+    ivr_answered_at: float | None = None
+    queued_at: float | None = None
+    agent_answered_at: float | None = None
+    agent_ended_at: float | None = None
+    ended_at: float | None = None
+    agent_id: str | None = None
+    agent_leg: str | None = None
+    offered_agent: str | None = None
+    offer_leg: str | None = None
+    tried_agents: set[str] = field(default_factory=set)
+    recording_id: str | None = None
+    recording_path: str | None = None
+    agent_left_first: bool = False
+    hangup_cause: str | None = None
+    hangup_disposition: str | None = None
+    last_state: CallState = CallState.PARKED
+
+    def move(self, event: CallInput) -> tuple[CallEffect, ...]:
+        """Apply ``event`` with the call state machine; returns the effects to carry out."""
+        rule = CALL_MACHINE.apply(self.uuid, self.state, event)
+        self.last_state, self.state = self.state, rule.target
+        return rule.effects
+
+    @property
+    def outcome(self) -> Outcome:
+        return outcome_of(self.last_state if self.state is CallState.ENDED else self.state)
+
+    @property
+    def hung_up_by(self) -> str:
+        """``caller``, ``agent`` or ``system``, from which leg ended first and how.
+
+        A call that ended after the agent left was ended by the agent if the agent's
+        leg ended with ``recv_bye`` (the phone hung up). Otherwise ``recv_bye`` or
+        ``recv_cancel`` on the caller leg means the citizen hung up; anything else was us.
+        """
+        if self.state is CallState.ENDED and self.last_state is CallState.AFTER_AGENT:
+            return "agent" if self.agent_left_first else "system"
+        if self.hangup_disposition in ("recv_bye", "recv_cancel"):
+            return "caller"
+        return "system"
+
+    @property
+    def wait_seconds(self) -> float | None:
+        if self.queued_at is None:
+            return None
+        until = self.agent_answered_at or self.ended_at
+        return None if until is None else max(0.0, until - self.queued_at)
+
+    @property
+    def talk_seconds(self) -> float | None:
+        until = self.agent_ended_at or self.ended_at
+        if self.agent_answered_at is None or until is None:
+            return None
+        return max(0.0, until - self.agent_answered_at)

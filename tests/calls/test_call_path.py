@@ -1,0 +1,93 @@
+"""A citizen's call end to end: simulator, ESL transport, engine, roster, PostgreSQL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.calls.conftest import Rig
+
+
+async def _cdr(rig: Rig, call_uuid: str) -> dict[str, object] | None:
+    rows = await rig.fetch(
+        "select * from calls where uuid = cast(:u as uuid) and ended_at is not null", u=call_uuid
+    )
+    return dict(rows[0]) if rows else None
+
+
+async def test_answered_call_has_a_consistent_cdr_recording_and_timeline(rig: Rig) -> None:
+    await rig.add_agent("a1", "1001")
+    rig.sign_in("a1")
+    await rig.sim_api("phone", "1001", "answer_after_ms=1000")
+    reply = await rig.sim_api("call", "12345", "13800138000", "hangup_after_s=20")
+    call_uuid = reply.removeprefix("+OK ").strip()
+
+    cdr = await rig.wait_for(lambda: _cdr(rig, call_uuid))
+    assert cdr["outcome"] == "answered"
+    assert cdr["hotline"] == "12345" and cdr["caller"] == "13800138000"
+    assert cdr["agent_id"] == "a1"
+    assert cdr["hung_up_by"] == "caller"
+    assert cdr["hangup_cause"] == "NORMAL_CLEARING"
+    times = [cdr[k] for k in ("arrived_at", "ivr_answered_at", "queued_at", "agent_answered_at")]
+    assert all(t is not None for t in times)
+    assert times == sorted(times) and times[-1] <= cdr["ended_at"]
+    assert cdr["talk_seconds"] > 0 and cdr["wait_seconds"] >= 0
+
+    recordings = await rig.wait_for(
+        lambda: rig.fetch(
+            "select * from recordings where call_uuid = cast(:u as uuid) and ended_at is not null",
+            u=call_uuid,
+        )
+    )
+    assert str(recordings[0]["id"]) == str(cdr["recording_id"])
+    assert Path(recordings[0]["path"]) == rig.recordings / f"{call_uuid}.wav"
+    assert Path(recordings[0]["path"]).is_file()
+
+    steps = await rig.fetch(
+        "select kind from call_events where call_uuid = cast(:u as uuid) order by at", u=call_uuid
+    )
+    assert [s["kind"] for s in steps] == [
+        "arrived",
+        "answered",
+        "queued",
+        "offered",
+        "connected",
+        "ended",
+    ]
+
+
+async def test_caller_who_waits_for_nobody_is_abandoned_in_queue_with_wait_time(rig: Rig) -> None:
+    reply = await rig.sim_api("call", "12345", "13800138001", "hangup_after_s=40")
+    call_uuid = reply.removeprefix("+OK ").strip()
+    cdr = await rig.wait_for(lambda: _cdr(rig, call_uuid))
+    assert cdr["outcome"] == "abandoned_in_queue"
+    assert cdr["hung_up_by"] == "caller"
+    assert cdr["agent_id"] is None and cdr["agent_answered_at"] is None
+    assert cdr["wait_seconds"] > 0
+    entries = await rig.fetch(
+        "select result from queue_entries where call_uuid = cast(:u as uuid)", u=call_uuid
+    )
+    assert [e["result"] for e in entries] == ["abandoned"]
+
+
+async def test_unanswered_offer_moves_on_and_the_agent_goes_busy_no_answer(rig: Rig) -> None:
+    await rig.add_agent("a1", "1003")
+    await rig.add_agent("a2", "1001")
+    rig.sign_in("a1")  # idle longest: offered first
+    rig.sign_in("a2")
+    await rig.sim_api("phone", "1003", "never")
+    await rig.sim_api("phone", "1001", "answer_after_ms=1000")
+    reply = await rig.sim_api("call", "12345", "13800138002", "hangup_after_s=20")
+    call_uuid = reply.removeprefix("+OK ").strip()
+
+    cdr = await rig.wait_for(lambda: _cdr(rig, call_uuid), timeout=20)
+    assert cdr["outcome"] == "answered" and cdr["agent_id"] == "a2"
+    a1 = rig.roster.get("a1")
+    assert (a1.state.value, a1.reason) == ("busy", "no answer")
+    steps = await rig.fetch(
+        "select kind, detail from call_events where call_uuid = cast(:u as uuid) order by at",
+        u=call_uuid,
+    )
+    kinds = [s["kind"] for s in steps]
+    assert kinds.count("offered") == 2 and "offer_failed" in kinds
+    failed = next(s for s in steps if s["kind"] == "offer_failed")
+    assert failed["detail"]["agent"] == "a1" and failed["detail"]["cause"] == "NO_ANSWER"
