@@ -24,16 +24,72 @@ TIME_SCALE = 20.0
 
 
 @dataclass
-class Rig:
-    """Everything a call-path test needs, started and wired like `telephony serve` does."""
+class Controller:
+    """One control plane: its ESL connection, write buffer, roster and engine."""
 
-    sim: Simulator
     esl: EslConnection
-    db: AsyncEngine
     buffer: WriteBuffer
     roster: Roster
     calls: CallEngine
+    runner: asyncio.Task[None]
+
+    async def crash(self) -> None:
+        """Stop dead: no flush of pending writes, no goodbye to FreeSWITCH."""
+        self.runner.cancel()
+        await self.calls.close()
+        await self.esl.close()
+        if self.buffer._task is not None:  # what a SIGKILL would lose, it loses
+            self.buffer._task.cancel()
+
+    async def stop(self) -> None:
+        await self.calls.close()
+        self.runner.cancel()
+        await self.esl.close()
+        await self.buffer.close()
+
+
+async def start_controller(sim_port: int, db: AsyncEngine, recordings: Path) -> Controller:
+    """Start a controller the way `telephony serve` does, agents loaded from the database."""
+    esl = EslConnection(f"esl://:ClueCon@127.0.0.1:{sim_port}")
+    buffer = WriteBuffer(db)
+    buffer.start()
+    roster = Roster(buffer, clock=lambda: 0.0)
+    async with db.connect() as connection:
+        rows = (await connection.execute(text("select id, name, extension from agents"))).all()
+    roster.load([Agent(r.id, r.extension, name=r.name) for r in rows])
+    calls = CallEngine(
+        esl,
+        roster,
+        buffer,
+        EngineSettings(recordings_dir=recordings, ring_timeout_s=5, wrap_up_s=0.2),
+    )
+    roster.clock = calls.clock
+    runner = asyncio.create_task(calls.run())
+    await esl.connect()
+    return Controller(esl, buffer, roster, calls, runner)
+
+
+@dataclass
+class Rig:
+    """A simulator, a database and a running controller, as `telephony serve` wires them."""
+
+    sim: Simulator
+    sim_port: int
+    db: AsyncEngine
     recordings: Path
+    controller: Controller
+
+    @property
+    def esl(self) -> EslConnection:
+        return self.controller.esl
+
+    @property
+    def roster(self) -> Roster:
+        return self.controller.roster
+
+    @property
+    def buffer(self) -> WriteBuffer:
+        return self.controller.buffer
 
     async def sim_api(self, *words: str) -> str:
         reply = await self.esl.api("sim", *words)
@@ -49,6 +105,11 @@ class Rig:
 
     def sign_in(self, agent_id: str) -> None:
         self.roster.apply(agent_id, AgentEvent.SIGN_IN)
+
+    async def restart(self) -> None:
+        """Kill the controller as SIGKILL would, and start a new one on the same switch."""
+        await self.controller.crash()
+        self.controller = await start_controller(self.sim_port, self.db, self.recordings)
 
     async def wait_for(self, check: Callable[[], Awaitable[Any]], timeout: float = 15.0) -> Any:
         """Poll ``check`` (after flushing writes) until it returns something truthy."""
@@ -69,24 +130,10 @@ class Rig:
 async def rig(engine: AsyncEngine, tmp_path: Path) -> AsyncIterator[Rig]:  # noqa: F811
     sim = Simulator(time_scale=TIME_SCALE)
     port = await sim.start("127.0.0.1", 0)
-    esl = EslConnection(f"esl://:ClueCon@127.0.0.1:{port}")
-    await esl.connect()
-    buffer = WriteBuffer(engine)
-    buffer.start()
-    roster = Roster(buffer, clock=lambda: asyncio.get_running_loop().time())
     recordings = tmp_path / "recordings"
     recordings.mkdir()
-    calls = CallEngine(
-        esl,
-        roster,
-        buffer,
-        EngineSettings(recordings_dir=recordings, ring_timeout_s=5, wrap_up_s=0.2),
-    )
-    roster.clock = calls.clock
-    runner = asyncio.create_task(calls.run())
-    yield Rig(sim, esl, engine, buffer, roster, calls, recordings)
-    await calls.close()
-    runner.cancel()
-    await esl.close()
-    await buffer.close()
+    controller = await start_controller(port, engine, recordings)
+    rig = Rig(sim, port, engine, recordings, controller)
+    yield rig
+    await rig.controller.stop()
     await sim.stop()

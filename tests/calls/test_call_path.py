@@ -91,3 +91,33 @@ async def test_unanswered_offer_moves_on_and_the_agent_goes_busy_no_answer(rig: 
     assert kinds.count("offered") == 2 and "offer_failed" in kinds
     failed = next(s for s in steps if s["kind"] == "offer_failed")
     assert failed["detail"]["agent"] == "a1" and failed["detail"]["cause"] == "NO_ANSWER"
+
+
+async def test_bridged_call_survives_a_controller_crash_and_its_cdr_is_complete(rig: Rig) -> None:
+    await rig.add_agent("a1", "1001")
+    rig.sign_in("a1")
+    await rig.sim_api("phone", "1001", "answer_after_ms=1000")
+    reply = await rig.sim_api("call", "12345", "13800138003")  # waits for the far end
+    call_uuid = reply.removeprefix("+OK ").strip()
+    await rig.wait_for(
+        lambda: rig.fetch(
+            "select 1 from calls where uuid = cast(:u as uuid) and agent_answered_at is not null",
+            u=call_uuid,
+        )
+    )
+
+    await rig.restart()
+
+    async def readopted() -> bool:
+        call = rig.controller.calls.calls.get(call_uuid)
+        return call is not None and call.state.value == "connected"
+
+    await rig.wait_for(readopted)
+    assert rig.roster.get("a1").state.value == "in_call"
+
+    await rig.sim_api("hangup", call_uuid)  # the citizen hangs up
+    cdr = await rig.wait_for(lambda: _cdr(rig, call_uuid))
+    assert cdr["outcome"] == "answered" and cdr["agent_id"] == "a1"
+    assert cdr["hung_up_by"] == "caller"
+    assert cdr["arrived_at"] <= cdr["agent_answered_at"] <= cdr["ended_at"]
+    assert cdr["recording_id"] is not None
