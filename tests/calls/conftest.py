@@ -18,7 +18,8 @@ from telephony.calls.engine import CallEngine, EngineSettings
 from telephony.esl.transport import EslConnection
 from telephony.sim.server import Simulator
 from telephony.store.buffer import WriteBuffer
-from tests.store.conftest import database, embedded_server, engine  # noqa: F401 (fixtures)
+from telephony.store.database import EmbeddedPostgres
+from tests.store.conftest import Database, database, embedded_server, engine  # noqa: F401
 
 TIME_SCALE = 20.0
 
@@ -78,6 +79,7 @@ class Rig:
     db: AsyncEngine
     recordings: Path
     controller: Controller
+    server: EmbeddedPostgres | None
 
     @property
     def esl(self) -> EslConnection:
@@ -127,13 +129,17 @@ class Rig:
 
 
 @pytest.fixture
-async def rig(engine: AsyncEngine, tmp_path: Path) -> AsyncIterator[Rig]:  # noqa: F811
+async def rig(
+    database: Database,  # noqa: F811
+    engine: AsyncEngine,  # noqa: F811
+    tmp_path: Path,
+) -> AsyncIterator[Rig]:
     sim = Simulator(time_scale=TIME_SCALE)
     port = await sim.start("127.0.0.1", 0)
     recordings = tmp_path / "recordings"
     recordings.mkdir()
     controller = await start_controller(port, engine, recordings)
-    rig = Rig(sim, port, engine, recordings, controller)
+    rig = Rig(sim, port, engine, recordings, controller, database.server)
     yield rig
     await rig.controller.stop()
     await sim.stop()

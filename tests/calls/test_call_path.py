@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+
+import pytest
 
 from tests.calls.conftest import Rig
 
@@ -121,3 +124,47 @@ async def test_bridged_call_survives_a_controller_crash_and_its_cdr_is_complete(
     assert cdr["hung_up_by"] == "caller"
     assert cdr["arrived_at"] <= cdr["agent_answered_at"] <= cdr["ended_at"]
     assert cdr["recording_id"] is not None
+
+
+async def test_database_outage_during_calls_loses_no_cdr_and_duplicates_none(rig: Rig) -> None:
+    if rig.server is None:
+        pytest.skip("only the embedded server can be stopped by the test")
+    await rig.add_agent("a1", "1001")
+    rig.sign_in("a1")
+    await rig.sim_api("phone", "1001", "answer_after_ms=500")
+    await rig.buffer.flushed()
+
+    await asyncio.to_thread(rig.server.stop)
+    calls = []
+    for n in range(4):
+        reply = await rig.sim_api("call", "12345", f"1390000000{n}", "hangup_after_s=10")
+        calls.append(reply.removeprefix("+OK ").strip())
+    ended = lambda: all(c not in rig.controller.calls.calls for c in calls)  # noqa: E731
+    async with asyncio.timeout(20):
+        while not ended():
+            await asyncio.sleep(0.05)
+    assert rig.buffer.depth > 0  # the calls went on; their rows wait
+    await asyncio.to_thread(rig.server.restart)
+
+    rows = await rig.wait_for(
+        lambda: rig.fetch(
+            "select uuid, outcome from calls where uuid = any(cast(:u as uuid[]))"
+            " and ended_at is not null",
+            u=calls,
+        ),
+        timeout=30,
+    )
+    assert sorted(str(r["uuid"]) for r in rows) == sorted(calls)
+    assert {r["outcome"] for r in rows} <= {"answered", "abandoned_in_queue"}
+    counts = await rig.fetch(
+        "select call_uuid, kind, count(*) as n from call_events"
+        " where call_uuid = any(cast(:u as uuid[])) group by call_uuid, kind having count(*) > 1",
+        u=calls,
+    )
+    assert counts == []
+    arrived = await rig.fetch(
+        "select count(*) as n from call_events where kind = 'arrived'"
+        " and call_uuid = any(cast(:u as uuid[]))",
+        u=calls,
+    )
+    assert arrived[0]["n"] == len(calls)
