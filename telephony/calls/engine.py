@@ -57,6 +57,7 @@ from telephony.esl.port import (
     SwitchPort,
 )
 from telephony.fsm import IllegalTransition
+from telephony.metrics import Metrics
 from telephony.store.buffer import WriteBuffer
 
 log = logging.getLogger(__name__)
@@ -87,8 +88,10 @@ class CallEngine:
         buffer: WriteBuffer,
         settings: EngineSettings,
         clock: Callable[[], float] = time.time,
+        metrics: Metrics | None = None,
     ) -> None:
         self.port = port
+        self.metrics = metrics or Metrics()
         self.roster = roster
         self.buffer = buffer
         self.settings = settings
@@ -121,10 +124,15 @@ class CallEngine:
             if isinstance(event, NodeConnected):
                 from telephony.calls.adoption import adopt_node
 
+                self.metrics.esl_connected.labels(event.node).set(1)
+                if event.reconnect:
+                    self.metrics.esl_reconnects.labels(event.node).inc()
                 self._spawn(adopt_node(self), "adopt")
             elif isinstance(event, NodeDisconnected):
+                self.metrics.esl_connected.labels(event.node).set(0)
                 log.warning("node lost; calls stay in FreeSWITCH", extra={"node": event.node})
             else:
+                self.metrics.esl_events.labels(self.port.node, event.name).inc()
                 handler = _HANDLERS.get(event.name)
                 if handler is not None:
                     handler(self, event)
@@ -201,6 +209,7 @@ class CallEngine:
     def adopt(self, call: Call) -> None:
         """Register a call (new, or re-adopted after a restart) and write its CDR row."""
         self.calls[call.uuid] = call
+        self.metrics.calls_in_progress.set(len(self.calls))
         self.buffer.put(records.cdr(call))
         self.buffer.put(
             records.leg(
@@ -274,6 +283,7 @@ class CallEngine:
                     break
                 queue.remove(call.uuid)
                 self._offer(call, agent)
+        self._queue_changed()
 
     def _agent_available(self, agent: Agent) -> None:
         self.route()
@@ -453,6 +463,8 @@ class CallEngine:
         )
         self._carry(call, effects)
         del self.calls[call.uuid]
+        self.metrics.calls_in_progress.set(len(self.calls))
+        self.metrics.call_outcomes.labels(call.outcome.value).inc()
 
     def _carry(self, call: Call, effects: tuple[CallEffect, ...]) -> None:
         """Carry out the effects the call state machine asked for."""
@@ -461,6 +473,7 @@ class CallEngine:
                 self.route()
             elif effect is CallEffect.DEQUEUE:
                 self._queue(call.skill_group).remove(call.uuid)
+                self._queue_changed()
                 if call.state is CallState.ENDED:
                     self.buffer.put(
                         records.queue_entry(call, left_at=call.ended_at, result="abandoned")
@@ -526,6 +539,10 @@ class CallEngine:
         if group not in self.queues:
             self.queues[group] = SkillGroupQueue(group)
         return self.queues[group]
+
+    def _queue_changed(self) -> None:
+        for group, queue in self.queues.items():
+            self.metrics.queue_length.labels(group).set(len(queue))
 
     async def _mark(self, call: Call, **facts: str | float) -> None:
         """Keep facts on the caller channel (``tel_*``) for re-adoption after a restart."""

@@ -70,6 +70,11 @@ async def test_caller_who_waits_for_nobody_is_abandoned_in_queue_with_wait_time(
         "select result from queue_entries where call_uuid = cast(:u as uuid)", u=call_uuid
     )
     assert [e["result"] for e in entries] == ["abandoned"]
+    registry = rig.controller.calls.metrics.registry
+    outcome = {"outcome": "abandoned_in_queue"}
+    assert registry.get_sample_value("telephony_call_outcomes_total", outcome) == 1
+    assert registry.get_sample_value("telephony_calls_in_progress") == 0
+    assert registry.get_sample_value("telephony_queue_length", {"group": "general"}) == 0
 
 
 async def test_unanswered_offer_moves_on_and_the_agent_goes_busy_no_answer(rig: Rig) -> None:
