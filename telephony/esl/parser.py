@@ -26,8 +26,10 @@ caller-ID name forge ``Unique-ID``).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Literal
 from urllib.parse import unquote
 
 import orjson
@@ -47,6 +49,11 @@ from telephony.esl.messages import (
     Unknown,
 )
 
+#: The subscription format this codec decodes fastest, measured by
+#: ``tests/bench/test_esl_throughput.py`` on the hotline trace: ``event json`` (orjson)
+#: is about 3.5 times faster than ``event plain`` (line split + URL-decoding).
+PREFERRED_EVENT_FORMAT: Literal["plain", "json"] = "json"
+
 #: A header block longer than this without its ending blank line is not ESL.
 MAX_HEADER_BLOCK = 256 * 1024
 #: Largest body accepted (``show channels as json`` with thousands of rows stays far below).
@@ -61,6 +68,11 @@ class FrameParser:
         self._pos = 0
         self._headers: dict[str, str] | None = None
         self._length = 0
+        # A malformed header block that still declares its Content-Length: its body is
+        # skipped (and reported with it), or the body would be read as the next header
+        # block and, with JSON bodies that end without a newline, every later frame lost.
+        self._bad_block = b""
+        self._bad_reason = ""
 
     def feed(self, data: bytes) -> None:
         """Add received bytes; call :meth:`frames` to take what is complete."""
@@ -92,10 +104,16 @@ class FrameParser:
                 if not block.strip(b"\n"):
                     continue  # stray blank lines between frames
                 headers, error = _parse_header_block(block, decode_values=True)
+                length_text: str | None
                 if error:
-                    yield Malformed(error, block)
-                    continue
-                length_text = headers.get("Content-Length")
+                    declared = _declared_length(block)
+                    if declared is None:
+                        yield Malformed(error, block)
+                        continue
+                    self._bad_block, self._bad_reason = block, error
+                    headers, length_text = {}, str(declared)
+                else:
+                    length_text = headers.get("Content-Length")
                 if length_text is None:
                     yield Frame(headers)
                     continue
@@ -109,7 +127,24 @@ class FrameParser:
             body = bytes(buf[self._pos : self._pos + self._length])
             self._pos += self._length
             headers, self._headers = self._headers, None
+            if self._bad_reason:
+                reason, self._bad_reason = self._bad_reason, ""
+                raw, self._bad_block = self._bad_block + b"\n\n" + body, b""
+                yield Malformed(reason, raw)
+                continue
             yield Frame(headers, body)
+
+
+_DECLARED_LENGTH = re.compile(rb"^Content-Length: ?([0-9]{1,10})[ \r]*$", re.MULTILINE)
+
+
+def _declared_length(block: bytes) -> int | None:
+    """The Content-Length a malformed header block still declares, if it is usable."""
+    match = _DECLARED_LENGTH.search(block)
+    if match is None:
+        return None
+    length = int(match.group(1))
+    return length if length <= MAX_BODY else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,18 +247,69 @@ def _parse_header_block(block: bytes, *, decode_values: bool) -> tuple[dict[str,
     return headers, ""
 
 
+_HEX_DIGITS = "0123456789abcdefABCDEF"
+#: ``"3A"`` -> ``":"``: every two-digit escape (either case) to the byte it stands for, as a char.
+_ESCAPES = {a + b: chr(int(a + b, 16)) for a in _HEX_DIGITS for b in _HEX_DIGITS}
+
+
+def _unquote(value: str) -> str:
+    """``urllib.parse.unquote`` for one header value, about three times faster.
+
+    FreeSWITCH's values are ASCII (it escapes every non-ASCII byte), so each
+    escape becomes one latin-1 character, and a value that used escapes above
+    ``%7F`` is re-read as UTF-8 at the end. Invalid escapes stay as they are.
+    """
+    if not value.isascii():
+        return unquote(value)
+    first, *rest = value.split("%")
+    get = _ESCAPES.get
+    text = first + "".join([get(p[:2], "%" + p[:2]) + p[2:] for p in rest])
+    if text.isascii():
+        return text
+    return text.encode("latin-1").decode("utf-8", errors="replace")
+
+
+def _unquote_values(values: list[str]) -> list[str]:
+    """URL-decode many values at once (values already split from their lines).
+
+    The fast path joins the values with a separator that no escape can
+    produce (U+E000; an escape yields at most U+00FF), turns ``%XX`` into
+    ``\\xXX`` and lets the C ``unicode_escape`` codec decode everything in
+    one pass. Anything unusual (non-ASCII input, an invalid escape) takes the
+    value-by-value path, which has the same result.
+    """
+    joined = "\n".join(values)
+    if "%" not in joined:
+        return values
+    if joined.isascii():
+        escaped = joined.replace("\\", "\\\\").replace("%", "\\x").replace("\n", "\\ue000")
+        try:
+            decoded = escaped.encode("ascii").decode("unicode_escape")
+        except UnicodeDecodeError:
+            pass
+        else:
+            out = decoded.split("\ue000")
+            if decoded.isascii():
+                return out
+            return [
+                v if v.isascii() else v.encode("latin-1").decode("utf-8", errors="replace")
+                for v in out
+            ]
+    return [_unquote(v) if "%" in v else v for v in values]
+
+
 def parse_event_plain(body: bytes) -> Event:
     """Decode a ``text/event-plain`` body: lines first, then each value URL-decoded."""
     split = body.find(b"\n\n")
     head = body if split < 0 else body[:split]
-    headers: dict[str, str] = {}
+    names: list[str] = []
+    values: list[str] = []
     for line in head.decode("utf-8", errors="replace").split("\n"):
         name, sep, value = line.partition(": ")
-        if not sep:
-            continue
-        if "%" in value:
-            value = unquote(value)
-        headers[name] = value
+        if sep:
+            names.append(name)
+            values.append(value)
+    headers = dict(zip(names, _unquote_values(values), strict=True))
     inner: str | None = None
     length = headers.get("Content-Length")
     if length is not None and split >= 0:
@@ -233,15 +319,20 @@ def parse_event_plain(body: bytes) -> Event:
     return Event(headers, inner)
 
 
+_STR_ONLY = frozenset({str})
+
+
 def parse_event_json(body: bytes) -> Event:
     """Decode a ``text/event-json`` body; ``_body`` becomes the event body."""
     data = orjson.loads(body)
     if not isinstance(data, dict):
         raise ValueError("event JSON is not an object")
     inner = data.pop("_body", None)
-    headers = {
-        str(k): v if isinstance(v, str) else orjson.dumps(v).decode() for k, v in data.items()
-    }
+    headers: dict[str, str] = data
+    if not _STR_ONLY.issuperset(map(type, data.values())):  # C-speed check of ~160 values
+        headers = {
+            k: v if isinstance(v, str) else orjson.dumps(v).decode() for k, v in data.items()
+        }
     return Event(headers, inner if isinstance(inner, str) else None)
 
 

@@ -1,0 +1,360 @@
+"""One inbound ESL connection inside the gevent thread: greenswitch with our reading path.
+
+Theory of operation
+-------------------
+:class:`GreenConnection` is a greenswitch :class:`~greenswitch.esl.InboundESL`.
+greenswitch still does what it does well - the socket connect, waiting for
+``auth/request``, the ``auth`` command, and the FIFO of commands awaiting
+their reply (``_commands_sent``) - but its reading path is replaced:
+
+* ``receive_events`` reads large chunks (256 KiB) from the socket and feeds
+  them to our sans-IO :class:`~telephony.esl.parser.FrameParser`, which
+  splits header lines *before* URL-decoding values (greenswitch decodes the
+  whole body first, so ``%0A`` in a caller-ID name could forge a header) and
+  never raises on bad bytes: malformed frames are logged and skipped.
+* Everything one read produced - events, and the replies of commands sent
+  from asyncio - becomes one *batch*, posted to asyncio with a single
+  ``call_soon_threadsafe`` (the ``sink``), in wire order.
+* Commands from asyncio arrive through :meth:`GreenConnection.submit` (called
+  in the hub via ``run_callback_threadsafe``). A writer greenlet appends
+  their :class:`PendingReply` to ``_commands_sent`` and writes their bytes
+  under one lock, so the FIFO order is the wire order. greenswitch's own
+  ``send`` (used for ``auth`` and ``exit``) shares the lock and uses
+  ``sendall``.
+* When the socket closes, every command still waiting is failed
+  (``EslDisconnected``) and a :class:`Dropped` item ends the last batch.
+  Nothing is re-sent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket as stdlib_socket
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import gevent
+import gevent.event
+import gevent.lock
+from greenswitch.esl import InboundESL, NotConnectedError
+
+from telephony.esl import commands
+from telephony.esl.messages import (
+    ApiResponse,
+    CommandReply,
+    ContentType,
+    Event,
+    Malformed,
+)
+from telephony.esl.parser import FrameParser, decode
+from telephony.esl.port import (
+    EslAuthError,
+    EslConnectError,
+    EslDisconnected,
+    EslError,
+    EslTimeout,
+)
+
+logger = logging.getLogger(__name__)
+
+READ_SIZE = 256 * 1024
+
+_EVENT_TYPES = frozenset({ContentType.EVENT_PLAIN.value, ContentType.EVENT_JSON.value})
+_REPLY_TYPES = frozenset({ContentType.COMMAND_REPLY.value, ContentType.API_RESPONSE.value})
+
+
+class PendingReply:
+    """A command sent from asyncio, waiting in greenswitch's FIFO for its reply.
+
+    ``future`` is an asyncio future; it is only ever touched in the asyncio
+    thread (the reply travels there inside a :class:`Resolution`).
+    """
+
+    __slots__ = ("future", "sent")
+
+    def __init__(self, future: Any) -> None:
+        self.future = future
+        self.sent = False
+
+
+class Resolution:
+    """Batch item: settle ``pending.future`` with ``result`` or ``error`` (in asyncio)."""
+
+    __slots__ = ("error", "pending", "result")
+
+    def __init__(
+        self,
+        pending: PendingReply,
+        result: CommandReply | ApiResponse | None = None,
+        error: BaseException | None = None,
+    ) -> None:
+        self.pending = pending
+        self.result = result
+        self.error = error
+
+
+class Dropped:
+    """Batch item: the connection is gone (always the last item it posts)."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+BatchItem = Event | Resolution | Dropped
+Sink = Callable[[list[BatchItem]], None]
+Spawn = Callable[..., Any]
+
+
+class GreenConnection(InboundESL):  # type: ignore[misc]
+    """A greenswitch inbound connection whose reading path is our codec. Lives in the hub thread."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        password: str,
+        *,
+        node: str,
+        sink: Sink,
+        spawn: Spawn,
+        timeout: float = 5.0,
+    ) -> None:
+        super().__init__(host, port, password, timeout=timeout)
+        self.node = node
+        self._commands_sent: list[Any] = []  # greenswitch's reply FIFO, typed
+        self._sink = sink
+        self._spawn = spawn
+        self._send_lock = gevent.lock.Semaphore()
+        self._outbox: deque[tuple[PendingReply, bytes]] = deque()
+        self._wake = gevent.event.Event()
+        self._reader: Any = None
+        self._writer: Any = None
+        self._drop_reason = "connection closed"
+        self._closing = False
+        self.malformed = 0
+
+    # -- connecting (greenswitch's connect, our handlers) ---------------------------------
+
+    def open(self, pending: PendingReply) -> None:
+        """Greenlet: connect and authenticate, then settle ``pending`` (result ``None`` = ok)."""
+        error: BaseException | None = None
+        try:
+            limit = EslTimeout(f"connect timed out after {self.timeout}s", node=self.node)
+            with gevent.Timeout(self.timeout, limit):
+                self.connect()
+        except EslError as exc:
+            error = exc
+        except ValueError:  # greenswitch's authenticate: "Invalid password."
+            error = EslAuthError("authentication failed (wrong password?)", node=self.node)
+        except (NotConnectedError, OSError) as exc:
+            error = EslConnectError(f"cannot connect: {exc or type(exc).__name__}", node=self.node)
+        if error is not None:
+            self._stop_quietly()
+            logger.warning("esl connect failed", extra={"node": self.node, "error": str(error)})
+        self._sink([Resolution(pending, None, error)])
+
+    def start_event_handlers(self) -> None:
+        """Called by greenswitch's ``connect``: start our reader and writer, not its own."""
+        sock = self.sock
+        sock.setsockopt(stdlib_socket.IPPROTO_TCP, stdlib_socket.TCP_NODELAY, 1)
+        # A node that vanishes without a FIN is noticed in about 25 s, not never.
+        sock.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_KEEPALIVE, 1)
+        for option, value in (("TCP_KEEPIDLE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3)):
+            if hasattr(stdlib_socket, option):
+                sock.setsockopt(stdlib_socket.IPPROTO_TCP, getattr(stdlib_socket, option), value)
+        self._reader = self._spawn(self.receive_events)
+        self._writer = self._spawn(self._write_loop)
+
+    def authenticate(self) -> None:
+        """greenswitch's ``auth``, with an ``-ERR`` reply turned into :class:`EslAuthError`."""
+        response = self.send(commands.auth(self.password))
+        if not isinstance(response, CommandReply) or not response.ok:
+            text = response.reply_text if isinstance(response, CommandReply) else repr(response)
+            raise EslAuthError(f"authentication refused: {text}", node=self.node)
+
+    # -- writing -----------------------------------------------------------------------
+
+    def send(self, data: str) -> Any:
+        """greenswitch's blocking ``send`` (auth, exit), FIFO-safe with the writer greenlet."""
+        if not self.connected:
+            raise NotConnectedError()
+        result = gevent.event.AsyncResult()
+        with self._send_lock:
+            self._commands_sent.append(result)
+            self.sock.sendall((data + "\n\n").encode("utf-8"))
+        return result.get()
+
+    def submit(self, pending: PendingReply, raw: bytes) -> None:
+        """Queue a command from asyncio (runs in the hub via ``run_callback_threadsafe``)."""
+        if not self._run or self._writer is None:
+            error = EslDisconnected("not connected", node=self.node, sent=False)
+            self._sink([Resolution(pending, None, error)])
+            return
+        self._outbox.append((pending, raw))
+        self._wake.set()
+
+    def _write_loop(self) -> None:
+        outbox = self._outbox
+        while self._run:
+            self._wake.wait()
+            self._wake.clear()
+            if not outbox:
+                continue
+            items = list(outbox)
+            outbox.clear()
+            with self._send_lock:
+                if not self.connected:
+                    self._fail_unsent(items)
+                    continue
+                for pending, _ in items:
+                    pending.sent = True
+                    self._commands_sent.append(pending)
+                try:
+                    self.sock.sendall(b"".join(raw for _, raw in items))
+                except OSError as exc:
+                    self._drop_reason = f"write failed: {exc}"
+                    self._close_socket()
+        self._fail_unsent(list(outbox))
+        outbox.clear()
+
+    def _fail_unsent(self, items: list[tuple[PendingReply, bytes]]) -> None:
+        if items:
+            error = EslDisconnected("not connected", node=self.node, sent=False)
+            self._sink([Resolution(pending, None, error) for pending, _ in items])
+
+    # -- reading -----------------------------------------------------------------------
+
+    def receive_events(self) -> None:
+        """Reader greenlet: socket chunks -> FrameParser -> one batch per read."""
+        parser = FrameParser()
+        sock = self.sock
+        sink = self._sink
+        event_types = _EVENT_TYPES
+        reply_types = _REPLY_TYPES
+        try:
+            while self._run:
+                data = sock.recv(READ_SIZE)
+                if not data:
+                    self._drop_reason = "closed by peer"
+                    break
+                parser.feed(data)
+                batch: list[BatchItem] = []
+                for frame in parser.frames():
+                    if type(frame) is Malformed:
+                        self._malformed(frame.reason, frame.raw)
+                        continue
+                    ctype = frame.headers.get("Content-Type", "")  # type: ignore[union-attr]
+                    message = decode(frame)  # type: ignore[arg-type]
+                    if type(message) is Malformed:
+                        self._malformed(message.reason, message.raw)
+                    elif ctype in event_types:
+                        batch.append(message)  # type: ignore[arg-type]
+                    elif ctype in reply_types:
+                        self._reply(message, batch)  # type: ignore[arg-type]
+                    else:
+                        self._control(ctype, message)
+                if batch:
+                    sink(batch)
+        except OSError as exc:
+            if self._run:
+                self._drop_reason = f"read failed: {exc}"
+        except gevent.GreenletExit:
+            self._drop_reason = "stopped"
+        finally:
+            self._after_close()
+
+    def _reply(self, message: CommandReply | ApiResponse, batch: list[BatchItem]) -> None:
+        if not self._commands_sent:
+            logger.warning(
+                "esl reply without a command", extra={"node": self.node, "reply": repr(message)}
+            )
+            return
+        waiting = self._commands_sent.pop(0)
+        if type(waiting) is PendingReply:
+            batch.append(Resolution(waiting, message))
+        else:
+            waiting.set(message)  # greenswitch's own send (auth, exit)
+
+    def _control(self, ctype: str, message: object) -> None:
+        if ctype == ContentType.AUTH_REQUEST:
+            self._auth_request_event.set()
+        elif ctype == ContentType.DISCONNECT_NOTICE:
+            if getattr(message, "linger", False):
+                self._lingering = True
+            else:
+                self.connected = False
+                self._drop_reason = "disconnect-notice"
+        elif ctype == ContentType.RUDE_REJECTION:
+            self.connected = False
+            self._drop_reason = "rude-rejection (ACL)"
+            self._auth_request_event.set()
+        else:
+            logger.debug("esl frame ignored", extra={"node": self.node, "content_type": ctype})
+
+    def _malformed(self, reason: str, raw: bytes) -> None:
+        self.malformed += 1
+        logger.warning(
+            "malformed esl frame skipped",
+            extra={"node": self.node, "reason": reason, "size": len(raw), "head": raw[:120]},
+        )
+
+    def _after_close(self) -> None:
+        if self._closing:
+            self._drop_reason = "closed by us"
+        self._run = False
+        self.connected = False
+        self._close_socket()
+        self._auth_request_event.set()  # unblock a connect() still waiting for auth/request
+        self._wake.set()
+        failed: list[BatchItem] = []
+        waiting = self._commands_sent
+        self._commands_sent = []
+        for item in waiting:
+            if type(item) is PendingReply:
+                error = EslDisconnected(self._drop_reason, node=self.node, sent=True)
+                failed.append(Resolution(item, None, error))
+            else:
+                item.set_exception(NotConnectedError(self._drop_reason))
+        failed.append(Dropped(self._drop_reason))
+        logger.info("esl socket closed", extra={"node": self.node, "reason": self._drop_reason})
+        self._sink(failed)
+
+    # -- closing -----------------------------------------------------------------------
+
+    def _close_socket(self) -> None:
+        sock_file = getattr(self, "sock_file", None)
+        if sock_file is not None:  # greenswitch's makefile() holds a reference to the socket
+            sock_file.close()
+        sock = getattr(self, "sock", None)
+        if sock is None:
+            return
+        with contextlib.suppress(OSError):
+            sock.shutdown(stdlib_socket.SHUT_RDWR)
+        sock.close()
+
+    def _stop_quietly(self) -> None:
+        self._run = False
+        self.connected = False
+        self._close_socket()
+        self._wake.set()
+
+    def close(self, pending: PendingReply) -> None:
+        """Greenlet: say ``exit``, close the socket, wait for the reader, settle ``pending``."""
+        self._closing = True
+        if self.connected:
+            try:
+                with gevent.Timeout(1.0):
+                    self.send("exit")
+            except (gevent.Timeout, NotConnectedError, OSError):
+                pass
+        self._stop_quietly()
+        for greenlet in (self._reader, self._writer):
+            if greenlet is not None:
+                greenlet.join(timeout=2.0)
+                if not greenlet.dead:
+                    greenlet.kill(block=False)
+        self._sink([Resolution(pending)])

@@ -1,0 +1,683 @@
+"""The asyncio face of one FreeSWITCH node: :class:`EslConnection` implements :class:`SwitchPort`.
+
+Theory of operation
+-------------------
+Each node has one inbound ESL connection, a
+:class:`~telephony.esl.connection.GreenConnection` living in the process's
+single gevent thread (:mod:`telephony.esl.gevent_thread`). This class is the
+asyncio side and owns all correlation state, so it needs no locks: it is
+only touched in the asyncio thread.
+
+* asyncio -> gevent: commands are encoded here (``telephony.esl.commands``)
+  and handed over with the hub loop's ``run_callback_threadsafe``.
+* gevent -> asyncio: one ``call_soon_threadsafe`` per socket read carries a
+  batch of events and command replies, in wire order, to :meth:`_on_batch`.
+* ``bgapi`` sends our own ``Job-UUID`` and registers its future *before*
+  sending, so a BACKGROUND_JOB that overtakes the command/reply still finds
+  it. ``execute`` does the same with ``Event-UUID``, which comes back as
+  ``Application-UUID`` on CHANNEL_EXECUTE_COMPLETE (never matched by app
+  name). An execute fails with :class:`EslChannelGone` when its channel
+  reaches CHANNEL_HANGUP_COMPLETE or CHANNEL_DESTROY first: FreeSWITCH
+  sends the EXECUTE_COMPLETE of interrupted apps *before* those (a playback
+  cut by a hangup completes with ``PLAYBACK ERROR``), so reaching them means
+  the completion will never come.
+* Events of the subscribed names go to every :class:`EventStream`, together
+  with :class:`NodeConnected` / :class:`NodeDisconnected` notices.
+* A drop fails every pending future (:class:`EslDisconnected`), then a
+  supervisor task reconnects with exponential backoff and jitter and
+  re-subscribes. Nothing is re-sent: ``originate`` must never run twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+import uuid as uuidlib
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from telephony.esl import commands
+from telephony.esl.connection import Dropped, GreenConnection, PendingReply, Resolution
+from telephony.esl.gevent_thread import GeventThread, acquire_shared, release_shared
+from telephony.esl.messages import ApiResponse, CommandReply, Event
+from telephony.esl.parser import PREFERRED_EVENT_FORMAT
+from telephony.esl.port import (
+    DEFAULT_EVENTS,
+    EslChannelGone,
+    EslCommandError,
+    EslConnectError,
+    EslDisconnected,
+    EslError,
+    EslTimeout,
+    EventFormat,
+    NodeAddress,
+    NodeConnected,
+    NodeDisconnected,
+    SwitchEvent,
+    parse_nodes,
+)
+
+logger = logging.getLogger(__name__)
+
+#: The codec's measured choice (``parser.PREFERRED_EVENT_FORMAT``): ``event json``.
+DEFAULT_EVENT_FORMAT: EventFormat = PREFERRED_EVENT_FORMAT
+
+#: Events the connection needs for itself (job results, execute completion, channel end).
+INTERNAL_EVENTS: tuple[str, ...] = (
+    "BACKGROUND_JOB",
+    "CHANNEL_EXECUTE_COMPLETE",
+    "CHANNEL_HANGUP_COMPLETE",
+    "CHANNEL_DESTROY",
+)
+_CHANNEL_END = frozenset({"CHANNEL_HANGUP_COMPLETE", "CHANNEL_DESTROY"})
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Default time limits, in seconds, of each kind of call."""
+
+    connect: float = 5.0
+    command: float = 10.0
+    bgapi: float = 120.0
+    execute: float = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Reconnect delays: exponential from ``initial`` to ``maximum``, with jitter."""
+
+    initial: float = 0.5
+    maximum: float = 30.0
+    factor: float = 2.0
+    jitter: float = 0.5
+
+    def delay(self, attempt: int) -> float:
+        """The wait before reconnect ``attempt`` (0-based): ``base * (1 - jitter * U[0,1))``."""
+        base = min(self.maximum, self.initial * self.factor ** min(attempt, 32))
+        return base * (1.0 - self.jitter * random.random())
+
+
+def subscription_names(names: Sequence[str]) -> list[str]:
+    """The ``event`` command's names: plain names, then ``CUSTOM`` and its subclasses."""
+    plain: list[str] = []
+    custom: list[str] = []
+    for name in [*names, *INTERNAL_EVENTS]:
+        target = custom if "::" in name else plain
+        if name != "CUSTOM" and name not in target:
+            target.append(name)
+    if custom or "CUSTOM" in names:
+        return [*plain, "CUSTOM", *custom]
+    return plain
+
+
+class EventStream:
+    """An async iterator over one subscriber's events; ends when the connection is closed."""
+
+    def __init__(self, owner: EslConnection) -> None:
+        self._owner = owner
+        self._items: deque[SwitchEvent] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._closed = False
+
+    def _put(self, item: SwitchEvent) -> None:
+        self._items.append(item)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _end(self) -> None:
+        self._closed = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    @property
+    def pending(self) -> int:
+        """Items received but not yet taken."""
+        return len(self._items)
+
+    def __aiter__(self) -> EventStream:
+        return self
+
+    async def __anext__(self) -> SwitchEvent:
+        items = self._items
+        while not items:
+            if self._closed:
+                raise StopAsyncIteration
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return items.popleft()
+
+    def drain(self) -> list[SwitchEvent]:
+        """Take every item already received, without waiting."""
+        items = list(self._items)
+        self._items.clear()
+        return items
+
+    def close(self) -> None:
+        """Stop receiving; iteration ends after what is already buffered."""
+        self._owner._unsubscribe(self)
+        self._end()
+
+
+class EslConnection:
+    """One FreeSWITCH node over inbound ESL, for asyncio code (implements ``SwitchPort``)."""
+
+    def __init__(
+        self,
+        address: NodeAddress | str,
+        *,
+        events: Iterable[str] = DEFAULT_EVENTS,
+        event_format: EventFormat = DEFAULT_EVENT_FORMAT,
+        timeouts: Timeouts | None = None,
+        reconnect: bool = True,
+        backoff: Backoff | None = None,
+        hub: GeventThread | None = None,
+        on_state: Callable[[NodeConnected | NodeDisconnected], None] | None = None,
+    ) -> None:
+        """Describe the connection; nothing happens until :meth:`connect`.
+
+        ``events`` is the event-name set delivered by :meth:`events` (CUSTOM
+        subclasses by name, e.g. ``sofia::register``); the connection also
+        subscribes to what it needs itself (:data:`INTERNAL_EVENTS`) but does
+        not deliver those unless listed. ``hub`` defaults to the process's
+        shared gevent thread, released again by :meth:`close`.
+        """
+        if isinstance(address, str):
+            nodes = parse_nodes(address)
+            if len(nodes) != 1:
+                raise ValueError(f"one node per connection, got {len(nodes)}: use connect_nodes")
+            address = nodes[0]
+        self.address = address
+        self._names = list(events)
+        self._wanted = frozenset(self._names)
+        self._wants_all_custom = "CUSTOM" in self._wanted
+        if event_format not in ("plain", "json"):
+            raise ValueError(f"event format must be plain or json, not {event_format!r}")
+        self.event_format: EventFormat = event_format
+        self._subscribe_command = commands.encode(
+            commands.event(subscription_names(self._names), event_format)
+        )
+        self.timeouts = timeouts or Timeouts()
+        self.reconnect = reconnect
+        self.backoff = backoff or Backoff()
+        self._on_state = on_state
+        self._hub = hub
+        self._owns_hub = hub is None
+        self._hub_acquired = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._green: GreenConnection | None = None
+        self._generation = 0
+        self._connected = False
+        self._closed = False
+        self._ever_connected = False
+        self._jobs: dict[str, asyncio.Future[Event]] = {}
+        self._executes: dict[str, tuple[str, asyncio.Future[Event]]] = {}
+        self._executes_by_channel: dict[str, set[str]] = {}
+        self._streams: list[EventStream] = []
+        self._dropped = asyncio.Event()
+        self._up = asyncio.Event()
+        self._supervisor: asyncio.Task[None] | None = None
+        self.events_received = 0
+
+    # -- state ---------------------------------------------------------------------------
+
+    @property
+    def node(self) -> str:
+        """``host:port`` of the node."""
+        return self.address.name
+
+    @property
+    def connected(self) -> bool:
+        """True while the connection is up and subscribed."""
+        return self._connected
+
+    @property
+    def hub(self) -> GeventThread | None:
+        """The gevent thread this connection uses (``None`` before :meth:`connect`)."""
+        return self._hub
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def connect(self, timeout: float | None = None) -> None:
+        """Connect, authenticate and subscribe; raise EslConnectError/EslAuthError/EslTimeout.
+
+        Once connected, a drop is followed by reconnect attempts (if
+        ``reconnect``) until :meth:`close`.
+        """
+        if self._closed:
+            raise EslDisconnected("connection is closed", node=self.node, sent=False)
+        if self._connected:
+            return
+        limit = timeout if timeout is not None else self.timeouts.connect
+        if self._supervisor is not None:  # reconnecting already: wait for it, don't race it
+            try:
+                async with asyncio.timeout(limit):
+                    await self._up.wait()
+            except TimeoutError:
+                raise EslTimeout(f"not reconnected within {limit}s", node=self.node) from None
+            return
+        self._loop = asyncio.get_running_loop()
+        if self._owns_hub:
+            if not self._hub_acquired:
+                self._hub = acquire_shared()
+                self._hub_acquired = True
+        elif self._hub is not None:
+            self._hub.start()
+        try:
+            await self._open(limit)
+        except BaseException:
+            if self._supervisor is None:  # first connect failed: leave no thread behind
+                self._release_hub()
+            raise
+        if self._supervisor is None:
+            self._supervisor = asyncio.create_task(self._supervise(), name=f"esl-{self.node}")
+
+    async def close(self) -> None:
+        """Close the connection, fail what is pending, end the event streams, release the hub.
+
+        When the shared gevent thread loses its last user, it is stopped and
+        joined before this returns.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        self._dropped.set()
+        supervisor, self._supervisor = self._supervisor, None
+        if supervisor is not None:
+            supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await supervisor
+        green, self._green = self._green, None
+        self._connected = False
+        self._generation += 1
+        if green is not None:
+            await self._close_green(green)
+        self._fail_all(EslDisconnected("connection closed", node=self.node, sent=True))
+        for stream in list(self._streams):
+            stream._end()
+        self._streams.clear()
+        self._release_hub()
+        logger.info("esl connection closed", extra={"node": self.node})
+
+    def _release_hub(self) -> None:
+        if self._hub_acquired:
+            self._hub_acquired = False
+            self._hub = None
+            release_shared()
+
+    async def __aenter__(self) -> EslConnection:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _open(self, timeout: float) -> None:
+        assert self._loop is not None and self._hub is not None
+        loop = self._loop
+        self._generation += 1
+        generation = self._generation
+        hub = self._hub
+        address = self.address
+
+        def sink(batch: list[Any]) -> None:
+            try:  # noqa: SIM105 - hot path, cheaper than contextlib.suppress
+                loop.call_soon_threadsafe(self._on_batch, generation, batch)
+            except RuntimeError:  # the asyncio loop is closed: nobody is listening any more
+                pass
+
+        green = GreenConnection(
+            address.host,
+            address.port,
+            address.password,
+            node=self.node,
+            sink=sink,
+            spawn=hub.spawn_here,
+            timeout=timeout,
+        )
+        opened: asyncio.Future[Any] = loop.create_future()
+        started = time.monotonic()
+        try:
+            hub.spawn(green.open, PendingReply(opened))
+        except RuntimeError as exc:
+            raise EslConnectError("gevent thread is not running", node=self.node) from exc
+        try:
+            async with asyncio.timeout(timeout + 1.0):
+                await opened
+        except TimeoutError:
+            await self._close_green(green)
+            raise EslTimeout(f"connect timed out after {timeout}s", node=self.node) from None
+        except BaseException:  # refused, or cancelled (close() during a reconnect)
+            await self._close_green(green)
+            raise
+        self._green = green
+        try:
+            remaining = max(0.5, timeout - (time.monotonic() - started))
+            reply = await self._request(self._subscribe_command, remaining, "event", force=True)
+            if not isinstance(reply, CommandReply) or not reply.ok:
+                raise EslCommandError(_reply_text(reply), node=self.node, command="event")
+        except BaseException:
+            self._green = None
+            await self._close_green(green)
+            raise
+        self._connected = True
+        self._dropped.clear()
+        self._up.set()
+        reconnect = self._ever_connected
+        self._ever_connected = True
+        logger.info(
+            "esl connected",
+            extra={"node": self.node, "format": self.event_format, "reconnect": reconnect},
+        )
+        self._notify(NodeConnected(self.node, reconnect=reconnect))
+
+    async def _close_green(self, green: GreenConnection) -> None:
+        """Close a connection that never became the current one, and wait (briefly) for it."""
+        if self._hub is None or self._loop is None:
+            return
+        done: asyncio.Future[Any] = self._loop.create_future()
+        try:
+            self._hub.spawn(green.close, PendingReply(done))
+            async with asyncio.timeout(3.0):
+                await done
+        except (RuntimeError, TimeoutError, EslError):
+            logger.warning("esl close did not finish cleanly", extra={"node": self.node})
+
+    async def _supervise(self) -> None:
+        while not self._closed:
+            await self._dropped.wait()
+            if self._closed or not self.reconnect:
+                return
+            attempt = 0
+            while not self._closed and not self._connected:
+                delay = self.backoff.delay(attempt)
+                logger.info(
+                    "esl reconnecting",
+                    extra={"node": self.node, "attempt": attempt + 1, "delay": round(delay, 3)},
+                )
+                await asyncio.sleep(delay)
+                attempt += 1
+                try:
+                    await self._open(self.timeouts.connect)
+                except Exception as exc:  # keep trying; nothing but the handshake is sent
+                    logger.warning(
+                        "esl reconnect failed",
+                        extra={"node": self.node, "attempt": attempt, "error": str(exc)},
+                    )
+
+    # -- from the gevent thread ----------------------------------------------------------
+
+    def _on_batch(self, generation: int, batch: list[Any]) -> None:
+        """One socket read's worth of events and replies, in wire order (asyncio thread)."""
+        for item in batch:
+            kind = type(item)
+            if kind is Event:
+                self._on_event(item)
+            elif kind is Resolution:
+                future = item.pending.future
+                if not future.done():
+                    if item.error is not None:
+                        future.set_exception(item.error)
+                    else:
+                        future.set_result(item.result)
+            elif kind is Dropped and generation == self._generation and self._connected:
+                self._on_drop(item.reason)
+
+    def _on_event(self, event: Event) -> None:
+        self.events_received += 1
+        headers = event.headers
+        name = headers.get("Event-Name", "")
+        if name == "CUSTOM":
+            if self._wants_all_custom:
+                self._deliver(event)
+                return
+            name = headers.get("Event-Subclass", name)
+        elif name == "BACKGROUND_JOB":
+            job = self._jobs.pop(headers.get("Job-UUID", ""), None)
+            if job is not None and not job.done():
+                job.set_result(event)
+        elif name == "CHANNEL_EXECUTE_COMPLETE":
+            app_uuid = headers.get("Application-UUID")
+            if app_uuid is not None:
+                self._complete_execute(app_uuid, event)
+        elif name in _CHANNEL_END:
+            channel = headers.get("Unique-ID")
+            if channel is not None and channel in self._executes_by_channel:
+                self._channel_gone(channel, event)
+        if name in self._wanted:
+            self._deliver(event)
+
+    def _deliver(self, item: SwitchEvent) -> None:
+        for stream in self._streams:
+            stream._put(item)
+
+    def _notify(self, item: NodeConnected | NodeDisconnected) -> None:
+        self._deliver(item)
+        if self._on_state is not None:
+            try:
+                self._on_state(item)
+            except Exception:
+                logger.exception("esl on_state callback failed", extra={"node": self.node})
+
+    def _complete_execute(self, app_uuid: str, event: Event) -> None:
+        entry = self._executes.pop(app_uuid, None)
+        if entry is None:
+            return
+        channel, future = entry
+        self._forget_execute(channel, app_uuid)
+        if not future.done():
+            future.set_result(event)
+
+    def _channel_gone(self, channel: str, event: Event) -> None:
+        for app_uuid in self._executes_by_channel.pop(channel, set()):
+            entry = self._executes.pop(app_uuid, None)
+            if entry is not None and not entry[1].done():
+                entry[1].set_exception(
+                    EslChannelGone(
+                        f"channel {channel} ended ({event.name}) before the app completed",
+                        node=self.node,
+                        event=event,
+                    )
+                )
+
+    def _forget_execute(self, channel: str, app_uuid: str) -> None:
+        waiting = self._executes_by_channel.get(channel)
+        if waiting is not None:
+            waiting.discard(app_uuid)
+            if not waiting:
+                del self._executes_by_channel[channel]
+
+    def _on_drop(self, reason: str) -> None:
+        self._connected = False
+        self._up.clear()
+        self._green = None
+        logger.warning("esl disconnected", extra={"node": self.node, "reason": reason})
+        self._fail_all(EslDisconnected(f"disconnected: {reason}", node=self.node, sent=True))
+        self._notify(NodeDisconnected(self.node, reason))
+        self._dropped.set()
+
+    def _fail_all(self, error: EslDisconnected) -> None:
+        jobs, self._jobs = self._jobs, {}
+        for job in jobs.values():
+            if not job.done():
+                job.set_exception(error)
+        executes, self._executes = self._executes, {}
+        self._executes_by_channel.clear()
+        for _, future in executes.values():
+            if not future.done():
+                future.set_exception(error)
+
+    # -- commands ------------------------------------------------------------------------
+
+    def _send(self, raw: bytes, *, force: bool = False) -> asyncio.Future[Any]:
+        """Hand a command to the gevent thread; the future gets its reply."""
+        green = self._green
+        if green is None or self._hub is None or self._loop is None:
+            raise EslDisconnected("not connected", node=self.node, sent=False)
+        if not (self._connected or force):
+            raise EslDisconnected("not connected", node=self.node, sent=False)
+        future: asyncio.Future[Any] = self._loop.create_future()
+        try:
+            self._hub.call(green.submit, PendingReply(future), raw)
+        except RuntimeError as exc:
+            raise EslDisconnected("gevent thread stopped", node=self.node, sent=False) from exc
+        return future
+
+    async def _request(
+        self, raw: bytes, timeout: float, what: str, *, force: bool = False
+    ) -> CommandReply | ApiResponse:
+        future = self._send(raw, force=force)
+        try:
+            async with asyncio.timeout(timeout):
+                result: CommandReply | ApiResponse = await future
+        except TimeoutError:
+            raise EslTimeout(f"{what}: no reply after {timeout}s", node=self.node) from None
+        return result
+
+    async def api(
+        self, command: str, *args: str, timeout: float | None = None, check: bool = True
+    ) -> ApiResponse:
+        """``api command args``; with ``check``, ``-ERR``/``-USAGE`` raises EslCommandError."""
+        raw = commands.encode(commands.api(command, *args))
+        reply = await self._request(raw, timeout or self.timeouts.command, command)
+        if not isinstance(reply, ApiResponse):
+            raise EslCommandError(_reply_text(reply), node=self.node, command=command)
+        if check and not reply.ok:
+            raise EslCommandError(reply.body.strip(), node=self.node, command=command)
+        return reply
+
+    async def bgapi(self, command: str, *args: str, timeout: float | None = None) -> Event:
+        """``bgapi`` with our own Job-UUID; returns the matching BACKGROUND_JOB event.
+
+        The job's result is the event's body (``+OK <uuid>`` or ``-ERR NO_ANSWER``);
+        only a refused command (``-ERR`` command/reply) raises EslCommandError.
+        """
+        job_uuid = str(uuidlib.uuid4())
+        raw = commands.encode(commands.bgapi(command, *args, job_uuid=job_uuid))
+        limit = timeout or self.timeouts.bgapi
+        job: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
+        self._jobs[job_uuid] = job
+        try:
+            reply_future = self._send(raw)
+            async with asyncio.timeout(limit):
+                reply = await reply_future
+                if not isinstance(reply, CommandReply) or not reply.ok:
+                    raise EslCommandError(_reply_text(reply), node=self.node, command=command)
+                return await job
+        except TimeoutError:
+            raise EslTimeout(f"bgapi {command}: no result after {limit}s", node=self.node) from None
+        finally:
+            self._jobs.pop(job_uuid, None)
+
+    async def execute(
+        self,
+        uuid: str,
+        app: str,
+        arg: str = "",
+        *,
+        timeout: float | None = None,
+        event_lock: bool = False,
+    ) -> Event:
+        """Run ``app(arg)`` on channel ``uuid``; returns its CHANNEL_EXECUTE_COMPLETE.
+
+        Matched by our ``Event-UUID`` (``Application-UUID`` on the completion).
+        Raises EslCommandError if FreeSWITCH refuses the sendmsg, EslChannelGone
+        if the channel ends first, EslTimeout, EslDisconnected.
+        """
+        event_uuid = str(uuidlib.uuid4())
+        raw = commands.encode(
+            commands.sendmsg_execute(uuid, app, arg, event_uuid=event_uuid, event_lock=event_lock)
+        )
+        limit = timeout or self.timeouts.execute
+        done: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
+        self._executes[event_uuid] = (uuid, done)
+        self._executes_by_channel.setdefault(uuid, set()).add(event_uuid)
+        try:
+            reply_future = self._send(raw)
+            async with asyncio.timeout(limit):
+                reply = await reply_future
+                if not isinstance(reply, CommandReply) or not reply.ok:
+                    raise EslCommandError(_reply_text(reply), node=self.node, command=app)
+                return await done
+        except TimeoutError:
+            raise EslTimeout(
+                f"execute {app} on {uuid}: no completion after {limit}s", node=self.node
+            ) from None
+        finally:
+            if self._executes.pop(event_uuid, None) is not None:
+                self._forget_execute(uuid, event_uuid)
+
+    async def hangup(
+        self, uuid: str, cause: str = "NORMAL_CLEARING", *, timeout: float | None = None
+    ) -> None:
+        """Hang up channel ``uuid`` with ``cause``; EslCommandError if FreeSWITCH refuses."""
+        raw = commands.encode(commands.sendmsg_hangup(uuid, cause))
+        reply = await self._request(raw, timeout or self.timeouts.command, "hangup")
+        if not isinstance(reply, CommandReply) or not reply.ok:
+            raise EslCommandError(_reply_text(reply), node=self.node, command="hangup")
+
+    async def command(self, text: str, *, timeout: float | None = None) -> CommandReply:
+        """Send a command built by :mod:`telephony.esl.commands` (``filter``...); -ERR raises."""
+        reply = await self._request(commands.encode(text), timeout or self.timeouts.command, text)
+        if not isinstance(reply, CommandReply) or not reply.ok:
+            raise EslCommandError(_reply_text(reply), node=self.node, command=text.split(" ")[0])
+        return reply
+
+    # -- events --------------------------------------------------------------------------
+
+    def events(self) -> EventStream:
+        """Subscribe from now on: events of the configured names, and connect/drop notices."""
+        stream = EventStream(self)
+        if self._closed:
+            stream._end()
+        else:
+            self._streams.append(stream)
+        return stream
+
+    def _unsubscribe(self, stream: EventStream) -> None:
+        if stream in self._streams:
+            self._streams.remove(stream)
+
+
+def _reply_text(reply: object) -> str:
+    if isinstance(reply, CommandReply):
+        return reply.reply_text
+    if isinstance(reply, ApiResponse):
+        return reply.body.strip()
+    return repr(reply)
+
+
+async def connect_nodes(
+    spec: str, **options: Any
+) -> list[EslConnection]:  # pragma: no cover - thin convenience
+    """Connect one :class:`EslConnection` per node of an ``esl://`` list (see ``parse_nodes``)."""
+    connections = [EslConnection(address, **options) for address in parse_nodes(spec)]
+    try:
+        for connection in connections:
+            await connection.connect()
+    except BaseException:
+        for connection in connections:
+            await connection.close()
+        raise
+    return connections
+
+
+__all__ = [
+    "DEFAULT_EVENT_FORMAT",
+    "INTERNAL_EVENTS",
+    "Backoff",
+    "EslConnection",
+    "EventStream",
+    "Timeouts",
+    "connect_nodes",
+    "subscription_names",
+]

@@ -1,0 +1,676 @@
+"""``api`` / ``bgapi`` commands: originate, ``uuid_*``, ``show``, ``sofia``, ``status``, ``sim``.
+
+:func:`execute` returns the reply body (byte-exact with FreeSWITCH: which bodies end in
+a newline and which do not is listed in ``../shared/freeswitch/README.md``) and an
+optional *after* callback. The server sends the reply first and then calls *after*,
+because FreeSWITCH's own order is "api reply, then the events" for ``uuid_bridge``,
+``uuid_kill``, ``uuid_transfer``, ``uuid_record``; ``uuid_hold`` acts before replying.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+import orjson
+
+from telephony.esl.serialize import url_encode
+from telephony.sim.channel import AppRun, Channel, ExecRequest, Mode
+from telephony.sim.switch import Switch, new_uuid
+
+if TYPE_CHECKING:
+    from telephony.sim.scripts import Scripts
+
+log = logging.getLogger(__name__)
+
+After = Callable[[], None] | None
+RULE = "=" * 97
+VERSION = "FreeSWITCH Version 1.11.1-release~64bit ( 64bit)\n"
+NO_CHANNEL = "-ERR No such channel!\n"
+
+SIM_HELP = """\
+Simulator commands (api sim ...); everything they create is simulated:
+  sim call DEST CALLER [dtmf=DIGITS] [dtmf_delay_ms=N] [hangup_after_s=N]
+      a citizen calls DEST from CALLER -> +OK <uuid>. DIGITS are sent one every N ms
+      (default 1000) after the answer; hangup_after_s counts from the answer (a call
+      not answered by then is abandoned while ringing); default: wait for the far end.
+  sim phone EXT [answer_after_ms=N|never|reject] [expires=S]
+      register an agent phone on EXT (sofia::register) -> +OK
+  sim unregister EXT        the phone un-registers (sofia::unregister)
+  sim expire EXT            the registration expires (sofia::expire)
+  sim hangup UUID           the far end of UUID hangs up (BYE, recv_bye)
+  sim dtmf UUID DIGITS      the far end of UUID sends RFC 2833 digits
+  sim set NAME VALUE        playback_default_ms (default 2000), linger_ms (500)
+  sim stats                 channels, phones and calls placed
+  sim help                  this text
+"""
+
+
+def _split_vars(dial: str) -> tuple[dict[str, str], str]:
+    variables: dict[str, str] = {}
+    while dial.startswith(("{", "[", "<")):
+        close = {"{": "}", "[": "]", "<": ">"}[dial[0]]
+        end = dial.find(close)
+        if end < 0:
+            break
+        for item in dial[1:end].split(","):
+            k, sep, v = item.partition("=")
+            if sep:
+                variables[k.strip()] = v.strip().strip("'")
+        dial = dial[end + 1 :]
+    return variables, dial
+
+
+async def originate_leg(
+    sw: Switch, scripts: Scripts, dial: str
+) -> tuple[str, Channel | None, After]:
+    """Ring ``user/EXT``: (job body, answered leg or None, finisher for a failed leg)."""
+    variables, endpoint = _split_vars(dial)
+    if not endpoint.startswith("user/"):
+        return "-ERR CHAN_NOT_IMPLEMENTED\n", None, None
+    ext = endpoint[len("user/") :].split("@", 1)[0]
+    phone = scripts.phones.get(ext)
+    if phone is None:
+        return "-ERR USER_NOT_REGISTERED\n", None, None
+    uid = variables.get("origination_uuid") or new_uuid()
+    ch = sw.new_outbound(ext, phone.port, variables, uid)
+    await sw.clock.sleep(0.02)
+    if not ch.is_up:
+        return "-ERR ORIGINATOR_CANCEL\n", None, None
+    sw.ring_outbound(ch)
+    try:
+        timeout = float(variables.get("originate_timeout", "60"))
+    except ValueError:
+        timeout = 60.0
+    if phone.reject:
+        result = await sw.wait(ch, 0.05)
+        cause, disposition = "CALL_REJECTED", "recv_refuse"
+    elif phone.answer_after_ms is None or phone.answer_after_ms / 1000 >= timeout:
+        result = await sw.wait(ch, timeout)
+        cause, disposition = "NO_ANSWER", "send_cancel"
+    else:
+        result = await sw.wait(ch, phone.answer_after_ms / 1000)
+        if result == "timeout":
+            sw.answer_outbound(ch)
+            return f"+OK {uid}\n", ch, None
+        cause, disposition = "ORIGINATOR_CANCEL", "send_cancel"
+    if result == "hangup":  # killed while ringing: its own teardown finishes it
+        return f"-ERR {ch.hangup_cause or 'ORIGINATOR_CANCEL'}\n", None, None
+    sw.hangup(ch, cause, disposition, teardown=False)
+
+    def finish() -> None:
+        sw.complete_hangup(ch)
+        sw.destroy(ch)
+
+    return f"-ERR {cause}\n", None, finish
+
+
+def _app_of(spec: str) -> tuple[str, str]:
+    spec = spec.strip()
+    if spec.startswith("&"):
+        spec = spec[1:]
+        if "(" in spec and spec.endswith(")"):
+            name, _, arg = spec[:-1].partition("(")
+            return name.strip(), arg
+        name, _, arg = spec.partition(" ")
+        return name, arg.strip()
+    return "", spec
+
+
+async def originate(sw: Switch, scripts: Scripts, arg: str) -> tuple[str, After]:
+    dial, _, rest = arg.strip().partition(" ")
+    if dial.startswith(("{", "[")) and "}" in arg:
+        close = arg.index("}")
+        first_space = arg.find(" ", close)
+        dial, rest = (arg, "") if first_space < 0 else (arg[:first_space], arg[first_space + 1 :])
+    body, leg, finish = await originate_leg(sw, scripts, dial)
+    if leg is None:
+        return body, finish
+    app, app_arg = _app_of(rest)
+
+    def start() -> None:
+        sw.outbound_to_execute(leg)
+        if app == "park":
+            sw.enter_park(leg, new_uuid())
+        elif app:
+            sw.spawn(_one_shot(sw, leg, app, app_arg), name=f"app-{leg.uuid}")
+        else:
+            parts = app_arg.split()
+            if parts:
+                leg.profile.dest = parts[0]
+                leg.profile.context = parts[2] if len(parts) > 2 else "default"
+            assert sw.run_dialplan is not None
+            leg.move("route")
+            sw.spawn(sw.run_dialplan(sw, leg), name=f"dialplan-{leg.uuid}")
+
+    return body, start
+
+
+async def _one_shot(sw: Switch, ch: Channel, app: str, arg: str) -> None:
+    """An originate application (``&eavesdrop(uuid)``): when it returns, the leg hangs up."""
+    ch.move("run_app")
+    run = AppRun(app, arg, new_uuid())
+    ch.app_run = run
+    sw.execute_event(ch, app, arg, run.app_uuid)
+    ch.worker = _current_task()
+    assert sw.run_app is not None
+    response = await sw.run_app(sw, ch, app, arg)
+    ch.last_response = response
+    if ch.app_run is run:
+        ch.app_run = None
+        sw.complete_event(ch, app, arg, run.app_uuid, response)
+    if ch.is_up and ch.mode is Mode.APP:
+        sw.hangup(ch, "NORMAL_CLEARING", "send_bye")
+
+
+def _current_task() -> asyncio.Task[None] | None:
+    return asyncio.current_task()
+
+
+# ---------------------------------------------------------------- show / status
+
+
+def _stamp(us: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(us // 1_000_000))
+
+
+def _row(ch: Channel) -> dict[str, str]:
+    p = ch.profile
+    inbound = ch.direction == "inbound"
+    codec = "PCMU" if ch.media else ""
+    rate = "8000" if ch.media else ""
+    bit = "64000" if ch.media else ""
+    read_codec = ch.codec if ch.media else ""
+    read_bit = ("128000" if ch.codec == "L16" else "64000") if ch.media else ""
+    partner = ch.partner
+    state, callstate, call_uuid = ch.show_state or (ch.state, ch.callstate, ch.call_uuid)
+    return {
+        "uuid": ch.uuid,
+        "direction": ch.direction,
+        "created": _stamp(ch.times.created),
+        "created_epoch": str(ch.times.created // 1_000_000),
+        "name": ch.name,
+        "state": state,
+        "cid_name": p.cid_name,
+        "cid_num": p.cid_num,
+        "ip_addr": "127.0.0.1" if inbound else "",
+        "dest": p.dest,
+        "application": ch.show_app[0],
+        "application_data": ch.show_app[1],
+        "dialplan": "XML" if inbound else "",
+        "context": p.context,
+        "read_codec": read_codec,
+        "read_rate": rate,
+        "read_bit_rate": read_bit,
+        "write_codec": codec,
+        "write_rate": rate,
+        "write_bit_rate": bit,
+        "secure": "",
+        "hostname": "vm",
+        "presence_id": ch.presence_id,
+        "presence_data": "",
+        "accountcode": "" if inbound else (ch.ext or ""),
+        "callstate": callstate,
+        "callee_name": p.callee_name or "",
+        "callee_num": p.callee_num or "",
+        "callee_direction": "SEND" if ch.bridged_ever else "",
+        "call_uuid": call_uuid,
+        "sent_callee_name": (
+            partner.profile.cid_name if partner and not inbound else p.callee_name or ""
+        )
+        if ch.bridged_ever
+        else "",
+        "sent_callee_num": (
+            partner.profile.cid_num if partner and not inbound else p.callee_num or ""
+        )
+        if ch.bridged_ever
+        else "",
+        "initial_cid_name": p.orig_cid_name,
+        "initial_cid_num": p.orig_cid_num,
+        "initial_ip_addr": "127.0.0.1" if inbound else "",
+        "initial_dest": ch.tokens.get("dest", p.dest) if inbound else (ch.ext or p.dest),
+        "initial_dialplan": "XML" if inbound else "",
+        "initial_context": "public" if inbound else "default",
+    }
+
+
+_CALL_KEYS = [
+    *("uuid", "direction", "created", "created_epoch", "name", "state", "cid_name", "cid_num"),
+    *("ip_addr", "dest", "presence_id", "presence_data", "accountcode", "callstate"),
+    *("callee_name", "callee_num", "callee_direction", "call_uuid", "hostname"),
+    *("sent_callee_name", "sent_callee_num"),
+]
+_B_KEYS = [k for k in _CALL_KEYS if k not in ("call_uuid", "hostname")]
+
+
+def _listed(sw: Switch) -> list[Channel]:
+    chans = list(sw.channels.values()) + list(sw.lingering.values())
+    return sorted(chans, key=lambda c: c.times.created)
+
+
+def show(sw: Switch, arg: str) -> str:
+    words = arg.split()
+    what = words[0].lower() if words else ""
+    as_json = words[-2:] == ["as", "json"]
+    if what == "channels":
+        rows = [_row(ch) for ch in _listed(sw)]
+    elif what == "calls":
+        rows = []
+        for ch in _listed(sw):
+            if ch.partner is not None and not ch.bridge_owner:
+                continue
+            base = _row(ch)
+            row = {k: base[k] for k in _CALL_KEYS}
+            b = _row(ch.partner) if ch.partner is not None else None
+            for k in _B_KEYS:
+                row["b_" + k] = b[k] if b else ""
+            row["call_created_epoch"] = str(ch.times.bridged // 1_000_000) if b else ""
+            rows.append(row)
+    elif what == "registrations":
+        return ""  # answered by the caller (needs the phones)
+    else:
+        return f"-USAGE: show {arg}\n" if arg else "-USAGE: show ...\n"
+    if as_json:
+        if not rows:
+            return '{"row_count": 0}\n'
+        return orjson.dumps({"row_count": len(rows), "rows": rows}).decode()
+    if not rows:
+        return "\n0 total.\n"
+    keys = list(rows[0])
+    lines = [",".join(keys)] + [",".join(r[k] for k in keys) for r in rows]
+    return "\n".join(lines) + f"\n\n{len(rows)} total.\n"
+
+
+def status(sw: Switch) -> str:
+    up = max(0.0, sw.clock.now() - sw.started)
+    secs = int(up)
+    ms = int((up - secs) * 1000)
+    days, rem = divmod(secs, 86400)
+    hours, rem = divmod(rem, 3600)
+    minutes, seconds = divmod(rem, 60)
+    years, days = divmod(days, 365)
+    n = len(sw.channels)
+    return (
+        f"UP {years} years, {days} days, {hours} hours, {minutes} minutes, {seconds} seconds, "
+        f"{ms} milliseconds, 0 microseconds\n"
+        "FreeSWITCH (Version 1.11.1-release  64bit) is ready\n"
+        f"{sw.sessions_since_start} session(s) since startup\n"
+        f"{n} session(s) - peak {n}, last 5min {n} \n"
+        "0 session(s) per Sec out of max 30, peak 5, last 5min 5 \n"
+        "1000 session(s) max\n"
+        "min idle cpu 0.00/98.17\n"
+        "Current Stack Size/Max 240K/8192K\n"
+    )
+
+
+def sofia(sw: Switch, scripts: Scripts, arg: str) -> str:
+    words = arg.split()
+    if words[:2] == ["status", "profile"] and len(words) >= 4 and words[3] == "reg":
+        flt = words[4] if len(words) > 4 else ""
+        out = ["", "Registrations:", RULE]
+        count = 0
+        for phone in scripts.listed():
+            if flt and flt not in phone.ext and flt not in phone.call_id:
+                continue
+            count += 1
+            exp_at = phone.registered_at + phone.expires
+            exp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(exp_at + 59))
+            secs = int(exp_at + 59 - sw.clock.now())
+            if phone.expired_at is not None:
+                secs = -10 - int(sw.clock.now() - phone.expired_at)
+            out += [
+                f"Call-ID:    \t{phone.call_id}",
+                f"User:       \t{phone.ext}@127.0.0.1",
+                f'Contact:    \t"" <sip:{phone.ext}@127.0.0.1:{phone.port}>',
+                f"Agent:      \tprobe-sipp-phone-{phone.ext}",
+                f"Status:     \tRegistered(UDP)(unknown) EXP({exp}) EXPSECS({secs})",
+                "Ping-Status:\tReachable",
+                "Ping-Time:\t0.00",
+                "Host:       \tvm",
+                "IP:         \t127.0.0.1",
+                f"Port:       \t{phone.port}",
+                f"Auth-User:  \t{phone.ext}",
+                "Auth-Realm: \t127.0.0.1",
+                f"MWI-Account:\t{phone.ext}@127.0.0.1",
+                "",
+            ]
+        out += [f"Total items returned: {count}", RULE, ""]
+        return "\n".join(out)
+    if words[:1] == ["status"]:
+        head = "Name\t   Type\t" + " " * 38 + "Data\tState"
+        return (
+            " " * 21 + head + "\n" + RULE + "\n"
+            "               127.0.0.1\t  alias\t" + " " * 34 + "internal\tALIASED\n"
+            "                internal\tprofile\t           sip:mod_sofia@127.0.0.1:5060\t"
+            f"RUNNING (0)\n{RULE}\n1 profile 1 alias\n"
+        )
+    return "-ERR Usage: sofia status|...\n"
+
+
+def show_registrations(sw: Switch, scripts: Scripts) -> str:
+    lines = [
+        "reg_user,realm,token,url,expires,network_ip,network_port,network_proto,hostname,metadata"
+    ]
+    phones = scripts.in_database()
+    for p in phones:
+        lines.append(
+            f"{p.ext},127.0.0.1,{p.call_id},sofia/internal/sip:{p.ext}@127.0.0.1:{p.port},"
+            f"{int(p.registered_at + p.expires)},127.0.0.1,{p.port},udp,vm,"
+        )
+    return "\n".join(lines) + f"\n\n{len(phones)} total.\n"
+
+
+# ------------------------------------------------------------------- uuid_*
+
+
+def _dump(sw: Switch, ch: Channel, as_json: bool) -> str:
+    headers = sw.channel_data(ch)
+    if as_json:
+        data: dict[str, str | list[str]] = {}
+        for k, v in headers:
+            data[k] = v[len("ARRAY::") :].split("|:") if v.startswith("ARRAY::") else v
+        return orjson.dumps(data).decode()
+    return "".join(f"{k}: {url_encode(v)}\n" for k, v in headers) + "\n"
+
+
+async def execute(sw: Switch, scripts: Scripts, cmd: str, arg: str) -> tuple[str, After]:
+    """Run one api command; (reply body, callback to run once the reply is out)."""
+    cmd = cmd.strip()
+    arg = arg.strip()
+    words = arg.split()
+    handler = _HANDLERS.get(cmd)
+    if handler is None:
+        return f"-ERR {cmd} Command not found!\n", None
+    return await handler(sw, scripts, arg, words)
+
+
+async def _originate(sw: Switch, scripts: Scripts, arg: str, words: list[str]) -> tuple[str, After]:
+    if not words:
+        return "-USAGE: <call url> <exten>|&<application_name>(<app_args>) ...\n", None
+    return await originate(sw, scripts, arg)
+
+
+async def _uuid_bridge(sw: Switch, sc: Scripts, arg: str, words: list[str]) -> tuple[str, After]:
+    if len(words) < 2:
+        return "-USAGE: <uuid> <other_uuid>\n", None
+    a, b = sw.get(words[0]), sw.get(words[1])
+    if a is None or b is None:
+        return "-ERR Invalid uuid\n", None
+    return f"+OK {b.uuid}\n", lambda: sw.bridge(a, b)
+
+
+async def _uuid_kill(sw: Switch, sc: Scripts, arg: str, words: list[str]) -> tuple[str, After]:
+    ch = sw.get(words[0]) if words else None
+    if ch is None:
+        return NO_CHANNEL, None
+    cause = words[1] if len(words) > 1 else "NORMAL_CLEARING"
+    disposition = "send_bye" if ch.answer_state == "answered" else "send_cancel"
+    return "+OK\n", lambda: sw.hangup(ch, cause, disposition)
+
+
+async def _uuid_transfer(sw: Switch, sc: Scripts, arg: str, words: list[str]) -> tuple[str, After]:
+    ch = sw.get(words[0]) if words else None
+    if ch is None:
+        return NO_CHANNEL, None
+    rest = words[1:]
+    both = False
+    if rest and rest[0] in ("-both", "-bleg"):
+        both = rest[0] == "-both"
+        if rest[0] == "-bleg" and ch.partner is not None:
+            ch = ch.partner
+        rest = rest[1:]
+    if not rest:
+        return "-USAGE: <uuid> [-bleg|-both] <dest-exten> [<dialplan>] [<context>]\n", None
+    dest = rest[0]
+    dialplan = rest[1] if len(rest) > 1 else "XML"
+    context = rest[2] if len(rest) > 2 else ch.profile.context
+    target = ch
+    return "+OK\n", lambda: sw.transfer(target, dest, dialplan, context, both=both)
+
+
+async def _uuid_hold(sw: Switch, sc: Scripts, arg: str, words: list[str]) -> tuple[str, After]:
+    on = True
+    if words and words[0] in ("off", "toggle"):
+        mode = words.pop(0)
+        on = False if mode == "off" else None  # type: ignore[assignment]
+    ch = sw.get(words[0]) if words else None
+    if ch is None:
+        return NO_CHANNEL, None
+    sw.hold(ch, (not ch.held) if on is None else on)
+    return "+OK Success\n", None
+
+
+async def _uuid_record(sw: Switch, sc: Scripts, arg: str, words: list[str]) -> tuple[str, After]:
+    ch = sw.get(words[0]) if words else None
+    if ch is None:
+        return NO_CHANNEL, None
+    action = words[1] if len(words) > 1 else ""
+    path = words[2] if len(words) > 2 else ""
+    if action == "start" and path:
+        return "+OK Success\n", lambda: sw.record_start(ch, path)
+    if action == "stop":
+        return "+OK Success\n", lambda: sw.record_stop(ch)
+    if action in ("mask", "unmask"):
+        return "+OK Success\n", None
+    return "-USAGE: <uuid> [start|stop|mask|unmask] <path> [<limit>]\n", None
+
+
+async def _uuid_broadcast(sw: Switch, sc: Scripts, arg: str, words: list[str]) -> tuple[str, After]:
+    ch = sw.get(words[0]) if words else None
+    if ch is None or len(words) < 2:
+        return NO_CHANNEL if ch is None else "-USAGE: <uuid> <path> [aleg|bleg|both]\n", None
+    path = words[1]
+    legs = [ch]
+    where = words[2] if len(words) > 2 else "aleg"
+    if where in ("bleg", "both") and ch.partner is not None:
+        legs = [ch.partner] if where == "bleg" else [ch, ch.partner]
+    app, _, app_arg = path.partition("::")
+    if not app_arg:
+        app, app_arg = "playback", path
+
+    def send() -> None:
+        for leg in legs:
+            sw.enqueue(leg, ExecRequest(app, app_arg, new_uuid()))
+
+    return "+OK Message sent\n", send
+
+
+async def _uuid_setvar(sw: Switch, sc: Scripts, arg: str, words: list[str]) -> tuple[str, After]:
+    parts = arg.split(None, 2)
+    ch = sw.get(parts[0]) if parts else None
+    if ch is None:
+        return NO_CHANNEL, None
+    if len(parts) < 2:
+        return "-ERR No variable specified\n", None
+    value = parts[2] if len(parts) > 2 else None
+    ch.set_var(parts[1], value)
+    return "+OK\n", None
+
+
+async def _uuid_setvar_multi(
+    sw: Switch, sc: Scripts, arg: str, words: list[str]
+) -> tuple[str, After]:
+    """``uuid_setvar_multi <uuid> a=1;b=2``: ``name=`` with no value unsets, as FreeSWITCH does."""
+    parts = arg.split(None, 1)
+    ch = sw.get(parts[0]) if parts else None
+    if ch is None:
+        return NO_CHANNEL, None
+    if len(parts) < 2:
+        return "-ERR No variable specified\n", None
+    for item in parts[1].split(";"):
+        name, _, value = item.partition("=")
+        if name:
+            ch.set_var(name, value or None)
+    return "+OK\n", None
+
+
+async def _uuid_getvar(sw: Switch, sc: Scripts, arg: str, words: list[str]) -> tuple[str, After]:
+    ch = sw.get(words[0]) if words else None
+    if ch is None:
+        return NO_CHANNEL, None
+    if len(words) < 2:
+        return "-ERR No variable specified\n", None
+    name = words[1]
+    value = ch.var(name)
+    if value is None:
+        special = {
+            "destination_number": ch.profile.dest,
+            "caller_id_number": ch.profile.cid_num,
+            "caller_id_name": ch.profile.cid_name,
+            "context": ch.profile.context,
+            "state": ch.state,
+        }
+        value = special.get(name)
+    return value if value is not None else "_undef_", None
+
+
+async def _uuid_exists(sw: Switch, sc: Scripts, arg: str, words: list[str]) -> tuple[str, After]:
+    return ("true" if words and sw.get(words[0]) is not None else "false"), None
+
+
+async def _uuid_dump(sw: Switch, sc: Scripts, arg: str, words: list[str]) -> tuple[str, After]:
+    ch = sw.get(words[0]) if words else None
+    if ch is None:
+        return NO_CHANNEL, None
+    return _dump(sw, ch, len(words) > 1 and words[1] == "json"), None
+
+
+async def _uuid_break(sw: Switch, sc: Scripts, arg: str, words: list[str]) -> tuple[str, After]:
+    ch = sw.get(words[0]) if words else None
+    if ch is None:
+        return NO_CHANNEL, None
+    flush = len(words) > 1 and words[1] == "all"
+    return "+OK\n", lambda: sw.break_media(ch, flush=flush)
+
+
+async def _show(sw: Switch, sc: Scripts, arg: str, words: list[str]) -> tuple[str, After]:
+    if words and words[0] == "registrations":
+        return show_registrations(sw, sc), None
+    return show(sw, arg), None
+
+
+async def _status(sw: Switch, sc: Scripts, arg: str, words: list[str]) -> tuple[str, After]:
+    return status(sw), None
+
+
+async def _version(sw: Switch, sc: Scripts, arg: str, words: list[str]) -> tuple[str, After]:
+    return VERSION, None
+
+
+async def _sofia(sw: Switch, sc: Scripts, arg: str, words: list[str]) -> tuple[str, After]:
+    return sofia(sw, sc, arg), None
+
+
+async def _sofia_contact(sw: Switch, sc: Scripts, arg: str, words: list[str]) -> tuple[str, After]:
+    target = words[0] if words else ""
+    user = target.split("/")[-1].split("@")[0]
+    phone = sc.phones.get(user)
+    if phone is None:
+        return "error/user_not_registered", None
+    return f"sofia/internal/sip:{phone.ext}@127.0.0.1:{phone.port}", None
+
+
+async def _hupall(sw: Switch, sc: Scripts, arg: str, words: list[str]) -> tuple[str, After]:
+    cause = words[0] if words else "MANAGER_REQUEST"
+    chans = list(sw.channels.values())
+
+    def kill() -> None:
+        for ch in chans:
+            sw.hangup(ch, cause, "send_bye")
+
+    return "+OK hangup all channels with cause " + cause + "\n", kill
+
+
+async def _sim(sw: Switch, sc: Scripts, arg: str, words: list[str]) -> tuple[str, After]:
+    if not words or words[0] == "help":
+        return SIM_HELP, None
+    sub, rest = words[0], words[1:]
+    opts = dict(w.split("=", 1) for w in rest if "=" in w)
+    pos = [w for w in rest if "=" not in w]
+    try:
+        if sub == "call" and len(pos) >= 2:
+            after = opts.get("hangup_after_s")
+            ch = sc.call(
+                pos[0],
+                pos[1],
+                dtmf=opts.get("dtmf", ""),
+                dtmf_delay_ms=int(opts.get("dtmf_delay_ms", "1000")),
+                hangup_after_s=float(after) if after is not None else None,
+            )
+            return f"+OK {ch.uuid}\n", None
+        if sub == "phone" and pos:
+            behaviour = pos[1] if len(pos) > 1 else ""
+            if "answer_after_ms" in opts:
+                behaviour = "answer_after_ms=" + opts["answer_after_ms"]
+            sc.register(
+                pos[0], behaviour or "answer_after_ms=1000", int(opts.get("expires", "3600"))
+            )
+            return "+OK\n", None
+        if sub == "unregister" and pos:
+            return ("+OK\n" if sc.unregister(pos[0]) else "-ERR not registered\n"), None
+        if sub == "expire" and pos:
+            return ("+OK\n" if sc.expire(pos[0]) else "-ERR not registered\n"), None
+        if sub == "hangup" and pos:
+            leg = sw.get(pos[0])
+            if leg is None:
+                return NO_CHANNEL, None
+            answered = leg.answer_state == "answered"
+            cause = "NORMAL_CLEARING" if answered else "ORIGINATOR_CANCEL"
+            disposition = "recv_bye" if answered else "recv_cancel"
+            return "+OK\n", lambda: sw.hangup(leg, cause, disposition)
+        if sub == "dtmf" and len(pos) >= 2:
+            target = sw.get(pos[0])
+            if target is None:
+                return NO_CHANNEL, None
+            digits = pos[1]
+
+            def press() -> None:
+                for digit in digits:
+                    sw.dtmf(target, digit)
+
+            return "+OK\n", press
+        if sub == "set" and len(pos) >= 2:
+            sw.settings[pos[0]] = pos[1]
+            return "+OK\n", None
+        if sub == "stats":
+            return orjson.dumps(
+                {
+                    "channels": len(sw.channels),
+                    "phones": sorted(sc.phones),
+                    "calls_placed": sc.calls_placed,
+                    "sessions": sw.sessions_since_start,
+                    "time_scale": sw.clock.time_scale,
+                }
+            ).decode() + "\n", None
+    except ValueError as exc:
+        return f"-ERR {exc}\n", None
+    return "-ERR bad sim command, see `api sim help`\n", None
+
+
+Handler = Callable[[Switch, "Scripts", str, list[str]], Awaitable[tuple[str, After]]]
+
+_HANDLERS: dict[str, Handler] = {
+    "originate": _originate,
+    "uuid_bridge": _uuid_bridge,
+    "uuid_kill": _uuid_kill,
+    "uuid_transfer": _uuid_transfer,
+    "uuid_hold": _uuid_hold,
+    "uuid_record": _uuid_record,
+    "uuid_broadcast": _uuid_broadcast,
+    "uuid_setvar": _uuid_setvar,
+    "uuid_setvar_multi": _uuid_setvar_multi,
+    "uuid_getvar": _uuid_getvar,
+    "uuid_exists": _uuid_exists,
+    "uuid_dump": _uuid_dump,
+    "uuid_break": _uuid_break,
+    "show": _show,
+    "status": _status,
+    "version": _version,
+    "sofia": _sofia,
+    "sofia_contact": _sofia_contact,
+    "hupall": _hupall,
+    "sim": _sim,
+}

@@ -1,0 +1,305 @@
+"""Dialplan applications the simulator runs: answer, playback, play_and_get_digits, read, ...
+
+Each application is ``async def app(switch, channel, arg) -> Application-Response``. The
+switch fires CHANNEL_EXECUTE before and CHANNEL_EXECUTE_COMPLETE after; the apps fire
+what happens in between (PLAYBACK_START/STOP, DTMF, RECORD_START). Media takes
+simulated time: a ``tone_stream://%(on,off,hz)`` lasts on+off ms per loop,
+``silence_stream://N`` N ms, any other file ``playback_default_ms`` (``sim set``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+
+from telephony.sim.channel import Channel
+from telephony.sim.switch import Switch
+
+App = Callable[[Switch, Channel, str], Awaitable[str]]
+
+_TONE = re.compile(r"%\((\d+),(\d+)(?:,[^)]*)?\)")
+_LOOPS = re.compile(r"loops=(-?\d+)")
+
+
+def prompt_ms(path: str, default_ms: int) -> int | None:
+    """How long a prompt plays, in simulated ms; ``None`` = until interrupted."""
+    if path.startswith("file_string://"):
+        total = 0
+        for part in path[len("file_string://") :].split("!"):
+            ms = prompt_ms(part, default_ms)
+            if ms is None:
+                return None
+            total += ms
+        return total
+    if path.startswith("silence_stream://"):
+        spec = path[len("silence_stream://") :].split(",")[0]
+        ms = int(spec) if spec.lstrip("-").isdigit() else 0
+        return None if ms < 0 else ms
+    if path.startswith("tone_stream://"):
+        cycle = sum(int(on) + int(off) for on, off in _TONE.findall(path))
+        loops_m = _LOOPS.search(path)
+        loops = int(loops_m.group(1)) if loops_m else 1
+        if loops < 0:
+            return None
+        return cycle * max(1, loops)
+    if path.startswith("local_stream://"):
+        return None
+    return default_ms
+
+
+def set_var_app(sw: Switch, ch: Channel, arg: str) -> str:
+    name, _, value = arg.partition("=")
+    if name:
+        ch.set_var(name.strip(), value if value else None)
+    return "_none_"
+
+
+def export_app(sw: Switch, ch: Channel, arg: str) -> str:
+    set_var_app(sw, ch, arg)
+    name = arg.partition("=")[0].strip()
+    exported = ch.var("export_vars")
+    ch.set_var("export_vars", f"{exported},{name}" if exported else name)
+    return "_none_"
+
+
+async def _answer(sw: Switch, ch: Channel, arg: str) -> str:
+    if ch.direction == "inbound":
+        sw.answer_inbound(ch)
+    return "_none_"
+
+
+async def _set(sw: Switch, ch: Channel, arg: str) -> str:
+    return set_var_app(sw, ch, arg)
+
+
+async def _export(sw: Switch, ch: Channel, arg: str) -> str:
+    return export_app(sw, ch, arg)
+
+
+async def play(sw: Switch, ch: Channel, path: str, *, interrupt_on_dtmf: bool = False) -> str:
+    """Play one prompt: PLAYBACK_START, simulated time, PLAYBACK_STOP; 'done'/'hangup'/'dtmf'."""
+    if not ch.is_up:
+        return "hangup"
+    duration = prompt_ms(path, int(sw.settings["playback_default_ms"]))
+    sw.playback_start(ch, path)
+    started = sw.now_us()
+    result = await sw.wait(
+        ch, None if duration is None else duration / 1000, dtmf=interrupt_on_dtmf
+    )
+    played = (sw.now_us() - started) // 1000
+    if duration is not None:
+        played = min(played, duration)
+    sw.playback_stop(ch, path, played, "break" if result == "break" else "done")
+    return "done" if result in ("timeout", "break") else result
+
+
+async def _playback(sw: Switch, ch: Channel, arg: str) -> str:
+    result = await play(sw, ch, arg.strip())
+    return "FILE PLAYED" if result == "done" else "PLAYBACK ERROR"
+
+
+async def _speak(sw: Switch, ch: Channel, arg: str) -> str:
+    text = arg.split("|")[-1]
+    if not ch.is_up:
+        return "PLAYBACK ERROR"
+    result = await sw.wait(ch, max(0.5, 0.06 * len(text)))
+    return "_none_" if result != "hangup" else "PLAYBACK ERROR"
+
+
+async def collect(
+    sw: Switch,
+    ch: Channel,
+    prompt: str,
+    min_digits: int,
+    max_digits: int,
+    timeout_ms: int,
+    terminators: str,
+    digit_timeout_ms: int,
+) -> tuple[str, str, str]:
+    """Play ``prompt`` (DTMF interrupts it), then gather digits: (digits, terminator, status)."""
+    ch.reading = True
+    digits = ""
+    try:
+        if prompt and await play(sw, ch, prompt, interrupt_on_dtmf=True) == "hangup":
+            return digits, "", "hangup"
+        while True:
+            while ch.dtmf_buffer:
+                digit = ch.dtmf_buffer.pop(0)
+                sw.fire_dtmf(ch, digit)
+                if digit in terminators and terminators not in ("", "none"):
+                    return digits, digit, "success"
+                digits += digit
+                if len(digits) >= max_digits:
+                    return digits, "", "success"
+            wait_ms = timeout_ms if not digits else digit_timeout_ms
+            result = await sw.wait(ch, wait_ms / 1000, dtmf=True)
+            if result == "hangup":
+                return digits, "", "hangup"
+            if result == "timeout":
+                return digits, "", "timeout" if len(digits) < min_digits else "success"
+    finally:
+        ch.reading = False
+
+
+def _int(parts: list[str], i: int, default: int) -> int:
+    try:
+        return int(parts[i])
+    except (IndexError, ValueError):
+        return default
+
+
+async def _play_and_get_digits(sw: Switch, ch: Channel, arg: str) -> str:
+    """min max tries timeout terminators file invalid_file var regexp digit_timeout."""
+    parts = arg.split()
+    min_d, max_d, tries = _int(parts, 0, 1), _int(parts, 1, 1), _int(parts, 2, 1)
+    timeout = _int(parts, 3, 5000)
+    terminators = parts[4] if len(parts) > 4 else "#"
+    prompt = parts[5] if len(parts) > 5 else ""
+    invalid = parts[6] if len(parts) > 6 else ""
+    var = parts[7] if len(parts) > 7 else "pagd_input"
+    regexp = parts[8] if len(parts) > 8 else ""
+    digit_timeout = _int(parts, 9, timeout)
+    for _attempt in range(max(1, tries)):
+        digits, term, status = await collect(
+            sw, ch, prompt, min_d, max_d, timeout, terminators, digit_timeout
+        )
+        if status == "hangup":
+            return "_none_"
+        ok = min_d <= len(digits) <= max_d and (not regexp or re.search(regexp, digits))
+        if ok:
+            ch.set_var("read_result", "success")
+            if term:
+                ch.set_var("read_terminator_used", term)
+            ch.set_var(var, digits)
+            return "_none_"
+        if invalid and invalid != "silence_stream://0" and await play(sw, ch, invalid) == "hangup":
+            return "_none_"
+    ch.set_var("read_result", "failure")
+    ch.set_var(var, None)
+    return "_none_"
+
+
+async def _read(sw: Switch, ch: Channel, arg: str) -> str:
+    """min max sound_file variable_name timeout terminators digit_timeout."""
+    parts = arg.split()
+    min_d, max_d = _int(parts, 0, 1), _int(parts, 1, 1)
+    prompt = parts[2] if len(parts) > 2 else ""
+    var = parts[3] if len(parts) > 3 else "read_input"
+    timeout = _int(parts, 4, 5000)
+    terminators = parts[5] if len(parts) > 5 else "#"
+    digit_timeout = _int(parts, 6, timeout)
+    digits, term, status = await collect(
+        sw, ch, prompt, min_d, max_d, timeout, terminators, digit_timeout
+    )
+    if status == "hangup":
+        return "_none_"
+    ch.set_var(var, digits)
+    if term:
+        ch.set_var("read_terminator_used", term)
+    ok = min_d <= len(digits) <= max_d
+    ch.set_var("read_result", "success" if ok else status if status != "success" else "failure")
+    return "_none_"
+
+
+async def _sleep(sw: Switch, ch: Channel, arg: str) -> str:
+    ms = _int(arg.split(), 0, 0)
+    await sw.wait(ch, ms / 1000)
+    return "_none_"
+
+
+async def _hangup(sw: Switch, ch: Channel, arg: str) -> str:
+    sw.hangup(ch, arg.strip() or "NORMAL_CLEARING", "send_bye")
+    return "_none_"
+
+
+async def _park(sw: Switch, ch: Channel, arg: str) -> str:
+    """A nested ``park`` just waits until the channel leaves (hangup)."""
+    await sw.wait(ch, None)
+    return "_none_"
+
+
+async def _listen(sw: Switch, ch: Channel, arg: str) -> str:
+    """eavesdrop / three_way: events only on the listener; ends when either side hangs up."""
+    target = sw.get(arg.strip())
+    if target is None:
+        return "_none_"
+    ch.watching.add(target)
+    target.watchers.add(ch)
+    eavesdrop = True
+    if eavesdrop:
+        sw.set_read_codec(ch, "L16")
+    try:
+        while ch.is_up and target.is_up:
+            await sw.wait(ch, None, wake=True)
+    finally:
+        ch.watching.discard(target)
+        target.watchers.discard(ch)
+        if eavesdrop:
+            sw.set_read_codec(ch, "PCMU")
+    return "_none_"
+
+
+async def _record_session(sw: Switch, ch: Channel, arg: str) -> str:
+    sw.record_start(ch, arg.split()[0] if arg.split() else f"/tmp/{ch.uuid}.wav")
+    return "_none_"
+
+
+async def _log(sw: Switch, ch: Channel, arg: str) -> str:
+    return "_none_"
+
+
+async def _bridge(sw: Switch, ch: Channel, arg: str) -> str:
+    """``bridge user/EXT``: ring the agent, bridge, return when the bridge ends.
+
+    A simplification of FreeSWITCH's bridge application: the new leg is bridged with
+    the same events as ``uuid_bridge`` (CHANNEL_BRIDGE on this leg).
+    """
+    from telephony.sim.api import originate_leg
+
+    if sw.scripts is None:
+        return "_none_"
+    result, leg, finish = await originate_leg(sw, sw.scripts, arg.strip())
+    if leg is None:
+        if finish is not None:
+            finish()
+        ch.set_var("originate_disposition", result.strip().removeprefix("-ERR "))
+        return "_none_"
+    if not ch.is_up:
+        sw.hangup(leg, "ORIGINATOR_CANCEL", "send_bye")
+        return "_none_"
+    sw.answer_inbound(ch)
+    sw.outbound_to_execute(leg)
+    park, ch.park = ch.park, None
+    sw.bridge(ch, leg)
+    ch.park = park
+    while ch.is_up and ch.partner is leg:
+        await sw.wait(ch, None, wake=True)
+    return "_none_"
+
+
+APPS: dict[str, App] = {
+    "answer": _answer,
+    "pre_answer": _answer,
+    "set": _set,
+    "export": _export,
+    "playback": _playback,
+    "speak": _speak,
+    "play_and_get_digits": _play_and_get_digits,
+    "read": _read,
+    "sleep": _sleep,
+    "hangup": _hangup,
+    "park": _park,
+    "eavesdrop": _listen,
+    "three_way": _listen,
+    "record_session": _record_session,
+    "log": _log,
+    "bridge": _bridge,
+}
+
+
+async def run_app(sw: Switch, ch: Channel, app: str, arg: str) -> str:
+    """Run one application; unknown apps complete at once with ``_none_``."""
+    impl = APPS.get(app)
+    if impl is None:
+        return "_none_"
+    return await impl(sw, ch, arg)

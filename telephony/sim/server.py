@@ -1,0 +1,435 @@
+"""The simulator's Event Socket server: connections, subscriptions, filters, dispatch.
+
+Each TCP client gets a :class:`Connection`: ``auth/request`` on connect, then commands
+parsed by :class:`telephony.esl.parser.CommandParser`. Replies are byte-exact with
+``mod_event_socket`` (``telephony.esl.serialize``). Commands other than ``auth`` and
+``exit`` before authentication get no reply at all, as on FreeSWITCH.
+
+Events: :class:`Simulator` is the switch's event sink. It asks each connection whether
+it subscribed (``event plain|json NAMES``, ``ALL``, ``CUSTOM subclass...``), builds the
+plain and/or JSON bytes once per event and writes them to every interested
+connection whose filters (``filter HEADER VALUE``) let it through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+from telephony.esl.messages import Malformed
+from telephony.esl.parser import Command, CommandParser
+from telephony.esl.serialize import (
+    api_response,
+    auth_request,
+    command_reply,
+    disconnect_notice,
+    event_json,
+    url_encode,
+)
+from telephony.sim import api as sim_api
+from telephony.sim.apps import run_app
+from telephony.sim.channel import ExecRequest
+from telephony.sim.clock import SimClock
+from telephony.sim.dialplan import run_dialplan
+from telephony.sim.scripts import Scripts
+from telephony.sim.switch import OutEvent, Switch, new_uuid
+
+log = logging.getLogger(__name__)
+
+#: A client that lets this much output pile up is disconnected.
+MAX_BACKLOG = 64 * 1024 * 1024
+
+
+_LINE_CACHE: dict[tuple[str, str], str] = {}
+_LINE_CACHE_MAX = 200_000
+
+
+def event_plain_cached(headers: list[tuple[str, str]], body: str | None = None) -> bytes:
+    """:func:`telephony.esl.serialize.event_plain`, byte for byte, with the encoded header
+    lines memoised: a channel's ~150 variables repeat in every one of its events."""
+    cache = _LINE_CACHE
+    if len(cache) > _LINE_CACHE_MAX:
+        cache.clear()
+    lines = []
+    for item in headers:
+        if item[0] == "Content-Length":
+            continue
+        line = cache.get(item)
+        if line is None:
+            line = cache[item] = f"{item[0]}: {url_encode(item[1])}\n"
+        lines.append(line)
+    if body is not None:
+        raw = body.encode("utf-8")
+        lines.append(f"Content-Length: {len(raw)}\n\n")
+        inner = "".join(lines).encode("utf-8") + raw
+    else:
+        lines.append("\n")
+        inner = "".join(lines).encode("utf-8")
+    return b"Content-Length: %d\nContent-Type: text/event-plain\n\n" % len(inner) + inner
+
+
+class Connection:
+    """One inbound ESL client."""
+
+    def __init__(
+        self, sim: Simulator, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        self.sim = sim
+        self.reader = reader
+        self.writer = writer
+        self.authed = False
+        self.format = "plain"
+        self.all_events = False
+        self.events: set[str] = set()
+        self.custom: set[str] = set()
+        self.filters: list[tuple[str, str]] = []
+        self.closing = False
+        peer = writer.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+
+    # ---------------------------------------------------------------- events
+
+    def wants(self, name: str, subclass: str | None) -> bool:
+        if not self.authed or self.closing:
+            return False
+        if self.all_events:
+            return True
+        if name == "CUSTOM":
+            return subclass in self.custom
+        return name in self.events
+
+    def passes(self, headers: dict[str, str]) -> bool:
+        if not self.filters:
+            return True
+        return any(headers.get(k, "").lower() == v.lower() for k, v in self.filters)
+
+    def send(self, data: bytes) -> None:
+        if self.closing or self.writer.is_closing():
+            return
+        self.writer.write(data)
+        if self.writer.transport.get_write_buffer_size() > MAX_BACKLOG:
+            log.warning("esl client too slow, disconnecting", extra={"peer": self.peer})
+            self.closing = True
+            self.writer.transport.abort()
+
+    # -------------------------------------------------------------- commands
+
+    async def run(self) -> None:
+        parser = CommandParser()
+        self.send(auth_request())
+        try:
+            while not self.closing:
+                data = await self.reader.read(65536)
+                if not data:
+                    break
+                parser.feed(data)
+                for cmd in parser.commands():
+                    if isinstance(cmd, Malformed):
+                        log.warning(
+                            "malformed esl command",
+                            extra={
+                                "peer": self.peer,
+                                "reason": cmd.reason,
+                                "raw": cmd.raw[:200].decode("utf-8", "replace"),
+                            },
+                        )
+                        if self.authed:
+                            self.send(command_reply("-ERR command not found"))
+                        continue
+                    try:
+                        await self.handle(cmd)
+                    except Exception:
+                        log.exception(
+                            "esl command failed",
+                            extra={"peer": self.peer, "command": cmd.line[:200]},
+                        )
+                        self.send(command_reply("-ERR command failed"))
+                    if self.closing:
+                        break
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            self.closing = True
+            self.sim.connections.discard(self)
+            with contextlib.suppress(Exception):
+                self.writer.close()
+
+    async def _bye(self, reply: str) -> None:
+        self.send(command_reply(reply))
+        self.send(disconnect_notice())
+        self.closing = True
+        with contextlib.suppress(Exception):
+            await self.writer.drain()
+        self.writer.close()
+
+    async def handle(self, cmd: Command) -> None:
+        line = cmd.line
+        name = cmd.name
+        if name == "exit" or line.startswith("..."):
+            await self._bye("+OK bye")
+            return
+        if not self.authed:
+            if name == "auth":
+                if cmd.arg == self.sim.password:
+                    self.authed = True
+                    self.send(command_reply("+OK accepted"))
+                else:
+                    await self._bye("-ERR invalid")
+            return  # FreeSWITCH answers nothing else before auth
+        handler = _COMMANDS.get(name)
+        if handler is None:
+            self.send(command_reply("-ERR command not found"))
+            return
+        await handler(self, cmd)
+
+    async def _event(self, cmd: Command) -> None:
+        words = cmd.arg.split()
+        fmt = "plain"
+        if words and words[0].lower() in ("plain", "json", "xml"):
+            fmt = words.pop(0).lower()
+        if fmt == "xml":
+            self.send(command_reply("-ERR xml events are not simulated"))
+            return
+        self.format = fmt
+        custom = False
+        for word in words:
+            if word.upper() == "ALL":
+                self.all_events = True
+            elif word.upper() == "CUSTOM":
+                custom = True
+            elif custom and "::" in word:
+                self.custom.add(word)
+            else:
+                self.events.add(word.upper())
+        self.send(command_reply(f"+OK event listener enabled {fmt}"))
+
+    async def _myevents(self, cmd: Command) -> None:
+        """``myevents <uuid> [plain|json]``: every event of one channel."""
+        words = cmd.arg.split()
+        if not words or self.sim.switch.get(words[0]) is None:
+            self.send(command_reply("-ERR invalid"))
+            return
+        self.format = words[1] if len(words) > 1 and words[1] in ("plain", "json") else "plain"
+        self.all_events = True
+        self.filters.append(("Unique-ID", words[0]))
+        self.send(command_reply("+OK Events Enabled"))
+
+    async def _noevents(self, cmd: Command) -> None:
+        self.all_events = False
+        self.events.clear()
+        self.custom.clear()
+        self.send(command_reply("+OK no longer listening for events"))
+
+    async def _nixevent(self, cmd: Command) -> None:
+        for word in cmd.arg.split():
+            if word.upper() == "ALL":
+                self.all_events = False
+            self.events.discard(word.upper())
+            self.custom.discard(word)
+        self.send(command_reply("+OK events nixed"))
+
+    async def _filter(self, cmd: Command) -> None:
+        arg = cmd.arg.strip()
+        if arg.startswith("delete"):
+            rest = arg[len("delete") :].strip()
+            if rest in ("", "all"):
+                self.filters.clear()
+                self.send(command_reply("+OK filter deleted."))
+                return
+            header, _, value = rest.partition(" ")
+            self.filters = [
+                (k, v) for k, v in self.filters if not (k == header and (not value or v == value))
+            ]
+            self.send(command_reply(f"+OK filter deleted. [{header}]=[{value}]"))
+            return
+        header, sep, value = arg.partition(" ")
+        if not sep:
+            self.send(command_reply("-ERR invalid syntax"))
+            return
+        self.filters.append((header, value.strip()))
+        self.send(command_reply(f"+OK filter added. [{header}]=[{value.strip()}]"))
+
+    async def _linger(self, cmd: Command) -> None:
+        self.send(command_reply("+OK will linger"))
+
+    async def _nolinger(self, cmd: Command) -> None:
+        self.send(command_reply("+OK will not linger"))
+
+    async def _log(self, cmd: Command) -> None:
+        self.send(command_reply("+OK log level 7 [7]"))
+
+    async def _nolog(self, cmd: Command) -> None:
+        self.send(command_reply("+OK no longer logging"))
+
+    async def _api(self, cmd: Command) -> None:
+        api_cmd, _, arg = cmd.arg.partition(" ")
+        body, after = await sim_api.execute(self.sim.switch, self.sim.scripts, api_cmd, arg)
+        self.send(api_response(body))
+        if after is not None:
+            after()
+
+    async def _bgapi(self, cmd: Command) -> None:
+        api_cmd, _, arg = cmd.arg.partition(" ")
+        job = cmd.headers.get("Job-UUID") or cmd.headers.get("job-uuid") or new_uuid()
+        self.send(command_reply(f"+OK Job-UUID: {job}", [("Job-UUID", job)]))
+        self.sim.switch.spawn(self.sim.background_job(job, api_cmd, arg), name=f"bgapi-{job}")
+
+    async def _sendmsg(self, cmd: Command) -> None:
+        sw = self.sim.switch
+        uid = cmd.arg.strip() or cmd.headers.get("session-id", "")
+        ch = sw.get(uid)
+        if ch is None:
+            self.send(command_reply(f"-ERR invalid session id [{uid}]"))
+            return
+        h = {k.lower(): v for k, v in cmd.headers.items()}
+        command = h.get("call-command", "")
+        if command == "execute":
+            app = h.get("execute-app-name", "")
+            arg = h.get("execute-app-arg", "")
+            if not arg and cmd.body and h.get("content-type", "") == "text/plain":
+                arg = cmd.body.decode("utf-8", "replace")
+            loops = int(h.get("loops", "1")) if h.get("loops", "1").lstrip("-").isdigit() else 1
+            app_uuid = h.get("event-uuid") or new_uuid()
+            self.send(command_reply("+OK"))
+            sw.enqueue(ch, ExecRequest(app, arg, app_uuid, loops))
+            return
+        if command == "hangup":
+            cause = h.get("hangup-cause", "NORMAL_CLEARING")
+            self.send(command_reply("+OK"))
+            disposition = "send_bye" if ch.answer_state == "answered" else "send_refuse"
+            sw.hangup(ch, cause, disposition)
+            return
+        self.send(command_reply("+OK"))
+
+
+_COMMANDS = {
+    "event": Connection._event,
+    "noevents": Connection._noevents,
+    "myevents": Connection._myevents,
+    "nixevent": Connection._nixevent,
+    "filter": Connection._filter,
+    "linger": Connection._linger,
+    "nolinger": Connection._nolinger,
+    "log": Connection._log,
+    "nolog": Connection._nolog,
+    "api": Connection._api,
+    "bgapi": Connection._bgapi,
+    "sendmsg": Connection._sendmsg,
+}
+
+
+class Simulator:
+    """The whole simulator: a switch, its scripts, and the ESL server in front of them.
+
+    >>> sim = Simulator(password="ClueCon", time_scale=20)
+    >>> port = await sim.start("127.0.0.1", 0)   # doctest: +SKIP
+    >>> ... ; await sim.stop()                    # doctest: +SKIP
+    """
+
+    def __init__(self, password: str = "ClueCon", *, time_scale: float = 1.0) -> None:
+        self.password = password
+        self.clock = SimClock(time_scale)
+        self.switch = Switch(self.clock, self)
+        self.switch.run_app = run_app
+        self.switch.run_dialplan = run_dialplan
+        self.scripts = Scripts(self.switch)
+        self.switch.scripts = self.scripts
+        self.connections: set[Connection] = set()
+        self._server: asyncio.Server | None = None
+        self._conn_tasks: set[asyncio.Task[None]] = set()
+
+    # ------------------------------------------------------------- EventSink
+
+    def wants(self, name: str, subclass: str | None) -> bool:
+        return any(c.wants(name, subclass) for c in self.connections)
+
+    def publish(self, event: OutEvent) -> None:
+        plain: bytes | None = None
+        js: bytes | None = None
+        hdict: dict[str, str] | None = None
+        for conn in list(self.connections):
+            if not conn.wants(event.name, event.subclass):
+                continue
+            if conn.filters:
+                if hdict is None:
+                    hdict = dict(event.headers)
+                if not conn.passes(hdict):
+                    continue
+            if conn.format == "json":
+                if js is None:
+                    js = event_json(event.headers, event.body)
+                conn.send(js)
+            else:
+                if plain is None:
+                    plain = event_plain_cached(event.headers, event.body)
+                conn.send(plain)
+
+    async def background_job(self, job: str, api_cmd: str, arg: str) -> None:
+        body, after = await sim_api.execute(self.switch, self.scripts, api_cmd, arg)
+        pre = [("Job-UUID", job), ("Job-Command", api_cmd)]
+        if arg:
+            pre.append(("Job-Command-Arg", arg))
+        self.switch.fire("BACKGROUND_JOB", extra=pre, body=body)
+        if after is not None:
+            after()
+
+    # ------------------------------------------------------------- lifecycle
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
+        """Listen; returns the bound port (``port=0`` picks a free one)."""
+        self._server = await asyncio.start_server(self._accept, host, port, limit=1 << 20)
+        bound = int(self._server.sockets[0].getsockname()[1])
+        self.switch.spawn(self.switch.heartbeat(), name="heartbeat")
+        log.info(
+            "simulator listening",
+            extra={"host": host, "port": bound, "time_scale": self.clock.time_scale},
+        )
+        return bound
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = Connection(self, reader, writer)
+        self.connections.add(conn)
+        task = asyncio.current_task()
+        if task is not None:
+            self._conn_tasks.add(task)
+        try:
+            await conn.run()
+        except asyncio.CancelledError:
+            pass  # stop(): end quietly (asyncio logs a cancelled client task as an error)
+        finally:
+            if task is not None:
+                self._conn_tasks.discard(task)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self.connections):
+            conn.closing = True
+            with contextlib.suppress(Exception):
+                conn.writer.close()
+        for task in list(self._conn_tasks):
+            task.cancel()
+        await self.switch.close()
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2)
+            self._server = None
+
+
+def run(host: str, port: int, password: str, *, time_scale: float = 1.0) -> None:
+    """Serve until SIGINT/SIGTERM (the ``telephony sim`` command)."""
+
+    async def main() -> None:
+        sim = Simulator(password, time_scale=time_scale)
+        await sim.start(host, port)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await sim.stop()
+
+    asyncio.run(main())

@@ -1,0 +1,1163 @@
+"""The simulated switch: channels, their life cycle, bridging, hold, record, transfer; events.
+
+Theory of operation
+-------------------
+Everything runs on one asyncio loop, and every event is fired synchronously by the
+code that changes the channel, so the order of events per leg is the order of the
+statements here (it follows the real traces in ``../shared/freeswitch``):
+
+* inbound leg (``sim call``): CREATE, the dialplan's EXECUTE/EXECUTE_COMPLETE pairs,
+  EXECUTE park, CHANNEL_PARK (Call-State RINGING). Queued ``sendmsg`` apps then run
+  nested inside park (one worker task per channel, one app at a time).
+* ``uuid_bridge A B``: EXECUTE_COMPLETE park of both, pseudo EXECUTE ``uuid_bridge``
+  on both (no Application-UUID), one CHANNEL_BRIDGE on A only.
+* hangup: CHANNEL_HANGUP at once; then (in a task) the running app ends and sends its
+  completion, the park completes, the partner is handled (re-park with
+  ``park_after_bridge``, else hung up), HANGUP_COMPLETE, DESTROY.
+
+Apps (:mod:`telephony.sim.apps`) await simulated time through :meth:`Switch.wait`,
+which returns early when the channel hangs up or receives DTMF it listens for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import re
+import time
+import uuid as uuidlib
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Protocol
+
+from telephony.sim.captured import VARIABLE_PHASES
+from telephony.sim.channel import CONTROLLABLE, AppRun, Channel, ExecRequest, Mode
+from telephony.sim.clock import SimClock
+from telephony.sim.headers import (
+    CALLING,
+    CODEC_HEADERS,
+    STATE_NUMBER,
+    UUID_BRIDGE_CALLING,
+    DateCache,
+    Header,
+    Profile,
+    Times,
+    codec_headers,
+    core_headers,
+    render,
+    variable_items,
+)
+
+if TYPE_CHECKING:
+    from telephony.sim.scripts import Scripts
+
+log = logging.getLogger(__name__)
+
+Q850 = {
+    "NORMAL_CLEARING": "16",
+    "NO_ANSWER": "19",
+    "USER_BUSY": "17",
+    "CALL_REJECTED": "21",
+    "NO_USER_RESPONSE": "18",
+    "ORIGINATOR_CANCEL": "487",
+    "RECOVERY_ON_TIMER_EXPIRE": "102",
+    "NO_ROUTE_DESTINATION": "3",
+    "USER_NOT_REGISTERED": "606",
+    "DESTINATION_OUT_OF_ORDER": "27",
+    "UNALLOCATED_NUMBER": "1",
+    "MANAGER_REQUEST": "16",
+    "SUBSCRIBER_ABSENT": "20",
+}
+
+
+CALLSTATE_NUMBER = {
+    "DOWN": 0,
+    "DIALING": 1,
+    "RINGING": 2,
+    "EARLY": 3,
+    "ACTIVE": 4,
+    "HELD": 5,
+    "RING_WAIT": 6,
+    "HANGUP": 7,
+    "UNHELD": 8,
+}
+
+
+def new_uuid() -> str:
+    return str(uuidlib.uuid4())
+
+
+@dataclass(slots=True)
+class OutEvent:
+    """An event to publish; headers are built once, then shared by every connection."""
+
+    name: str
+    subclass: str | None
+    headers: list[Header]
+    body: str | None = None
+
+
+class EventSink(Protocol):
+    def wants(self, name: str, subclass: str | None) -> bool: ...
+
+    def publish(self, event: OutEvent) -> None: ...
+
+
+class NullSink:
+    def wants(self, name: str, subclass: str | None) -> bool:
+        return False
+
+    def publish(self, event: OutEvent) -> None:
+        return None
+
+
+class Switch:
+    """The simulated FreeSWITCH core: channel registry, event firing and call control."""
+
+    def __init__(self, clock: SimClock, sink: EventSink | None = None) -> None:
+        self.clock = clock
+        self.sink: EventSink = sink or NullSink()
+        self.core_uuid = new_uuid()
+        self.channels: dict[str, Channel] = {}
+        #: Destroyed channels still listed by ``show channels`` for a moment, as on FreeSWITCH.
+        self.lingering: dict[str, Channel] = {}
+        self.seq = 1000
+        self.sessions_since_start = 0
+        self.started = time.time()
+        self._dates = DateCache()
+        self._session_id = 0
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.settings: dict[str, str] = {
+            "playback_default_ms": "2000",
+            "linger_ms": "500",
+            "expire_linger_ms": "900",
+        }
+        # Set by the app module at import (avoids an import cycle).
+        self.run_app: Callable[[Switch, Channel, str, str], Awaitable[str]] | None = None
+        self.run_dialplan: Callable[[Switch, Channel], Coroutine[Any, Any, None]] | None = None
+        self.scripts: Scripts | None = None
+
+    # ------------------------------------------------------------------ tasks
+
+    def spawn(self, coro: Coroutine[Any, Any, None], name: str = "") -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(coro, name=name or None)
+        self.tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error(
+                "simulator task failed",
+                exc_info=task.exception(),
+                extra={"task": task.get_name()},
+            )
+
+    async def heartbeat(self, interval: float = 20.0) -> None:
+        """HEARTBEAT every ``interval`` simulated seconds, as FreeSWITCH's core sends it."""
+        while True:
+            await self.clock.sleep(interval)
+            if not self.sink.wants("HEARTBEAT", None):
+                self.seq += 1
+                continue
+            up_ms = int((self.clock.now() - self.started) * 1000)
+            n = str(len(self.channels))
+            self.fire(
+                "HEARTBEAT",
+                extra=[
+                    ("Event-Info", "System Ready"),
+                    ("Up-Time", _uptime(up_ms)),
+                    ("FreeSWITCH-Version", "1.11.1-release~64bit"),
+                    ("Uptime-msec", str(up_ms)),
+                    ("Session-Count", n),
+                    ("Max-Sessions", "1000"),
+                    ("Session-Per-Sec", "30"),
+                    ("Session-Per-Sec-Last", "1"),
+                    ("Session-Per-Sec-Max", "5"),
+                    ("Session-Per-Sec-FiveMin", "5"),
+                    ("Session-Since-Startup", str(self.sessions_since_start)),
+                    ("Session-Peak-Max", n),
+                    ("Session-Peak-FiveMin", n),
+                    ("Idle-CPU", "98.933333"),
+                ],
+            )
+
+    async def close(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+        if self.tasks:
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+
+    # ----------------------------------------------------------------- events
+
+    def now_us(self) -> int:
+        return self.clock.now_us()
+
+    def next_seq(self) -> int:
+        self.seq += 1
+        return self.seq
+
+    def fire(
+        self,
+        name: str,
+        ch: Channel | None = None,
+        *,
+        pre: Iterable[Header] = (),
+        mid: Iterable[Header] = (),
+        post: Iterable[Header] = (),
+        body: str | None = None,
+        subclass: str | None = None,
+        calling: tuple[str, str, str] | None = None,
+        variables: bool = True,
+        extra: Iterable[Header] = (),
+    ) -> None:
+        """Build and publish one event (only if a connection subscribed to it)."""
+        seq = self.next_seq()
+        if not self.sink.wants(name, subclass):
+            return
+        now = self.now_us()
+        call = calling or CALLING.get(
+            subclass or name, ("switch_event.c", "switch_event_fire", "1")
+        )
+        headers = core_headers(name, self.core_uuid, self._dates, now, seq, call, subclass)
+        headers += pre
+        if ch is not None:
+            headers += self.channel_headers(ch)
+            headers += mid
+            if variables:
+                headers += variable_items(ch.variables.items())
+        headers += extra
+        headers += post
+        self.sink.publish(OutEvent(name, subclass, headers, body))
+
+    def set_state(self, ch: Channel, state: str) -> None:
+        """Change ``Channel-State``; CHANNEL_STATE goes to whoever subscribed to it."""
+        if ch.state == state:
+            return
+        ch.state = state
+        if self.sink.wants("CHANNEL_STATE", None):
+            self.fire("CHANNEL_STATE", ch)
+        else:
+            self.seq += 1
+
+    def set_callstate(self, ch: Channel, callstate: str) -> None:
+        """Change ``Channel-Call-State``; CHANNEL_CALLSTATE carries the previous one."""
+        if ch.callstate == callstate:
+            return
+        previous, ch.callstate = ch.callstate, callstate
+        if self.sink.wants("CHANNEL_CALLSTATE", None):
+            pre = [
+                ("Original-Channel-Call-State", previous),
+                ("Channel-Call-State-Number", str(CALLSTATE_NUMBER.get(callstate, 0))),
+            ]
+            self.fire("CHANNEL_CALLSTATE", ch, pre=pre)
+        else:
+            self.seq += 1
+
+    def channel_headers(self, ch: Channel) -> list[Header]:
+        number = ch.state_number if ch.state_number is not None else STATE_NUMBER[ch.state]
+        out: list[Header] = [
+            ("Channel-State", ch.state),
+            ("Channel-Call-State", ch.callstate),
+            ("Channel-State-Number", str(number)),
+            ("Channel-Name", ch.name),
+            ("Unique-ID", ch.uuid),
+            ("Call-Direction", ch.direction),
+            ("Presence-Call-Direction", ch.direction),
+            ("Channel-HIT-Dialplan", "true" if ch.hit_dialplan else "false"),
+            ("Channel-Presence-ID", ch.presence_id),
+            ("Channel-Call-UUID", ch.call_uuid),
+            ("Answer-State", ch.answer_state),
+        ]
+        if ch.hangup_cause:
+            out.append(("Hangup-Cause", ch.hangup_cause))
+        if ch.media:
+            out += CODEC_HEADERS if ch.codec == "PCMU" else codec_headers(ch.codec)
+        out += ch.profile.items("Caller-")
+        if ch.other is not None:
+            out.append(("Other-Type", ch.other[0]))
+            out += ch.other[1].items("Other-Leg-", other=True)
+        return out
+
+    def channel_data(self, ch: Channel) -> list[Header]:
+        """``uuid_dump``: a CHANNEL_DATA header list."""
+        headers = core_headers(
+            "CHANNEL_DATA",
+            self.core_uuid,
+            self._dates,
+            self.now_us(),
+            self.next_seq(),
+            ("mod_commands.c", "uuid_dump_function", "6495"),
+        )
+        return headers + self.channel_headers(ch) + variable_items(ch.variables.items())
+
+    # --------------------------------------------------------------- variables
+
+    def timing(self, ch: Channel) -> Callable[[str], str]:
+        t = ch.times
+        end = t.hangup or self.now_us()
+
+        def stamp(us: int) -> str:
+            return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(us // 1_000_000)) if us else ""
+
+        def value(name: str) -> str:
+            bases = {
+                "start": t.created,
+                "answer": t.answered,
+                "progress": t.progress,
+                "progress_media": t.progress_media,
+                "end": end,
+                "resurrect": 0,
+                "bridge": t.bridged,
+                "profile_start": ch.profile.created,
+                "hold": t.last_hold,
+                "last_hold": t.last_hold,
+            }
+            if name == "sip_invite_stamp":
+                return str(t.created)
+            for suffix, kind in (("_uepoch", "u"), ("_epoch", "s"), ("_stamp", "t")):
+                if name.endswith(suffix):
+                    us = bases.get(name[: -len(suffix)], 0)
+                    if kind == "u":
+                        return str(us)
+                    if kind == "s":
+                        return str(us // 1_000_000)
+                    return stamp(us)
+            spans = {
+                "duration": end - t.created,
+                "billsec": end - t.answered if t.answered else 0,
+                "flow_billsec": end - t.created,
+                "progresssec": t.progress - t.created if t.progress else 0,
+                "answersec": t.answered - t.created if t.answered else 0,
+                "waitsec": (t.bridged or t.answered) - t.created
+                if (t.bridged or t.answered)
+                else 0,
+                "progress_mediasec": t.progress_media - t.created if t.progress_media else 0,
+            }
+            for sname, us in spans.items():
+                root = sname[:-3]
+                if name == sname:
+                    return str(us // 1_000_000)
+                if name == root + "msec" or (sname == "duration" and name == "mduration"):
+                    return str(us // 1000)
+                if name == root + "usec" or (sname == "duration" and name == "uduration"):
+                    return str(us)
+            return "0"
+
+        return value
+
+    def apply_phase(self, ch: Channel, phase: str) -> None:
+        """Replace the endpoint variables by a captured phase; keep the managed ones."""
+        timing = self.timing(ch)
+        variables = ch.variables
+        managed = ch.managed
+        for k, v in VARIABLE_PHASES[phase]:
+            if k not in managed:
+                variables[k] = render(v, ch.tokens, timing)
+
+    # -------------------------------------------------------------- channels
+
+    def _session(self) -> str:
+        self._session_id += 1
+        self.sessions_since_start += 1
+        return str(self._session_id)
+
+    def _tokens(self, **kw: str) -> dict[str, str]:
+        tokens = {
+            "session_id": self._session(),
+            "local_media_port": str(random.randrange(16384, 32768, 2)),
+            "remote_media_port": str(random.randrange(6000, 7000, 2)),
+            "rtp_use_ssrc": str(random.getrandbits(32)),
+            "other_uuid": new_uuid(),
+            "other_cid": "0000000000",
+        }
+        tokens.update(kw)
+        return tokens
+
+    def new_inbound(self, dest: str, caller: str, *, caller_name: str | None = None) -> Channel:
+        """A citizen's call arriving over SIP (CHANNEL_CREATE is fired here)."""
+        uid = new_uuid()
+        now = self.now_us()
+        name = f"sofia/internal/{caller}@127.0.0.1:5070"
+        times = Times(created=now)
+        cname = caller_name or caller
+        profile = Profile(
+            direction="inbound",
+            logical_direction="inbound",
+            username=caller,
+            dialplan="XML",
+            cid_name=cname,
+            cid_num=caller,
+            orig_cid_name=cname,
+            orig_cid_num=caller,
+            callee_name=None,
+            callee_num=None,
+            network_addr="127.0.0.1",
+            ani=caller,
+            dest=dest,
+            uuid=uid,
+            source="mod_sofia",
+            transfer_source=None,
+            context="public",
+            chan_name=name,
+            created=now,
+            times=times,
+        )
+        ch = Channel(
+            uuid=uid,
+            name=name,
+            direction="inbound",
+            profile=profile,
+            presence_id=f"{caller}@127.0.0.1",
+            tokens=self._tokens(
+                uuid=uid,
+                cid=caller,
+                dest=dest,
+                sip_call_id=f"{random.randint(1, 999999)}-{random.randint(1000, 99999)}@127.0.0.1",
+            ),
+            times=times,
+            call_uuid=uid,
+        )
+        self.apply_phase(ch, "in_create")
+        ch.set_var("uuid", uid)
+        ch.set_var("call_uuid", uid)
+        self.channels[uid] = ch
+        self.set_state(ch, "CS_INIT")
+        ch.state_number = 2
+        self.fire("CHANNEL_CREATE", ch)
+        ch.state_number = None
+        return ch
+
+    def new_outbound(self, ext: str, port: int, origin_vars: dict[str, str], uid: str) -> Channel:
+        """An agent leg being originated to ``user/EXT`` (CREATE and ORIGINATE fired here)."""
+        now = self.now_us()
+        name = f"sofia/internal/{ext}@127.0.0.1:{port}"
+        ocid = origin_vars.get("origination_caller_id_number", "0000000000")
+        ocname = origin_vars.get("origination_caller_id_name", ocid)
+        times = Times(created=now)
+        profile = Profile(
+            direction="outbound",
+            logical_direction="outbound",
+            username=None,
+            dialplan=None,
+            cid_name=ocname,
+            cid_num=ocid,
+            orig_cid_name=ocname,
+            orig_cid_num=ocid,
+            callee_name="Outbound Call",
+            callee_num=ext,
+            network_addr=None,
+            ani=ocid,
+            dest=ext,
+            uuid=uid,
+            source="src/switch_ivr_originate.c",
+            transfer_source=None,
+            context="default",
+            chan_name=name,
+            created=now,
+            times=times,
+        )
+        ch = Channel(
+            uuid=uid,
+            name=name,
+            direction="outbound",
+            profile=profile,
+            presence_id=f"{ext}@127.0.0.1",
+            tokens=self._tokens(uuid=uid, ext=ext, port=str(port), ocid=ocid),
+            times=times,
+            call_uuid=uid,
+            hit_dialplan=False,
+            ext=ext,
+        )
+        self.apply_phase(ch, "out_create")
+        ch.set_var("uuid", uid)
+        ch.set_var("call_uuid", uid)
+        for k, v in origin_vars.items():
+            ch.set_var(k, v)
+        self.channels[uid] = ch
+        self.set_state(ch, "CS_INIT")
+        ch.state_number = 2
+        self.fire("CHANNEL_CREATE", ch)
+        self.fire("CHANNEL_ORIGINATE", ch)
+        ch.state_number = None
+        ch.move("originate")
+        return ch
+
+    def get(self, uid: str) -> Channel | None:
+        ch = self.channels.get(uid)
+        return ch if ch is not None and ch.is_up else None
+
+    # ----------------------------------------------------------------- answer
+
+    def media_up(self, ch: Channel) -> None:
+        ch.media = True
+        ch.codec = "PCMU"
+        for name, value in (
+            ("read_codec", "PCMU"),
+            ("original_read_codec", "PCMU"),
+            ("read_rate", "8000"),
+            ("original_read_rate", "8000"),
+            ("write_codec", "PCMU"),
+            ("write_rate", "8000"),
+        ):
+            ch.set_var(name, value)
+
+    def set_read_codec(self, ch: Channel, codec: str) -> None:
+        """eavesdrop reads L16 while it runs; the write codec stays PCMU."""
+        ch.codec = codec
+        ch.set_var("read_codec", codec)
+
+    def answer_inbound(self, ch: Channel) -> None:
+        """``answer`` on an inbound leg: PROGRESS_MEDIA (ringing) then ANSWER (EARLY)."""
+        if ch.answer_state == "answered" or not ch.is_up:
+            return
+        now = self.now_us()
+        ch.times.progress_media = now
+        ch.answer_state = "early"
+        self.media_up(ch)
+        self.apply_phase(ch, "in_answer")
+        self.fire("CHANNEL_PROGRESS_MEDIA", ch)
+        self.set_callstate(ch, "EARLY")
+        ch.times.answered = now
+        ch.answer_state = "answered"
+        self.fire("CHANNEL_ANSWER", ch)
+        self.set_callstate(ch, "ACTIVE")
+        ch.set_var("endpoint_disposition", "ANSWER")
+        ch.answered_evt.set()
+
+    def ring_outbound(self, ch: Channel) -> None:
+        self.set_state(ch, "CS_CONSUME_MEDIA")
+        ch.times.progress = self.now_us()
+        ch.profile.network_addr = "127.0.0.1"
+        self.apply_phase(ch, "out_progress")
+        self.fire("CHANNEL_PROGRESS", ch)
+        self.set_callstate(ch, "RINGING")
+
+    def answer_outbound(self, ch: Channel) -> None:
+        ch.times.answered = self.now_us()
+        ch.answer_state = "answered"
+        self.media_up(ch)
+        self.apply_phase(ch, "out_answer")
+        self.fire("CHANNEL_ANSWER", ch)
+        self.set_callstate(ch, "ACTIVE")
+        ch.answered_evt.set()
+
+    def outbound_to_execute(self, ch: Channel) -> None:
+        """After the job result: FreeSWITCH swaps caller and callee on the answered leg."""
+        p = ch.profile
+        p.callee_name, p.callee_num = p.orig_cid_name, p.orig_cid_num
+        p.cid_name, p.cid_num = "Outbound Call", ch.ext or p.dest
+        self.set_state(ch, "CS_EXECUTE")
+        ch.hit_dialplan = True
+        self.apply_phase(ch, "out_park")
+        ch.move("answered")
+
+    # ------------------------------------------------------------ execution
+
+    def execute_event(self, ch: Channel, app: str, arg: str, app_uuid: str) -> None:
+        if arg:
+            ch.set_var("current_application_data", arg)
+        ch.set_var("current_application", app)
+        ch.show_app = (app, arg)
+        post: list[Header] = [("Application", app)]
+        if arg:
+            post.append(("Application-Data", arg))
+        post.append(("Application-UUID", app_uuid))
+        self.fire("CHANNEL_EXECUTE", ch, post=post)
+
+    def complete_event(
+        self, ch: Channel, app: str, arg: str, app_uuid: str, response: str, *, outer: bool = False
+    ) -> None:
+        if response != "_none_":
+            ch.set_var("current_application_response", response)
+        if not outer or not ch.nested_ran:
+            ch.set_var("last_app", app)
+            if arg:
+                ch.set_var("last_arg", arg)
+        post: list[Header] = [("Application", app)]
+        if arg:
+            post.append(("Application-Data", arg))
+        post += [("Application-Response", response), ("Application-UUID", app_uuid)]
+        self.fire("CHANNEL_EXECUTE_COMPLETE", ch, post=post)
+
+    def enter_park(self, ch: Channel, app_uuid: str) -> None:
+        """The ``park`` application: EXECUTE park, CHANNEL_PARK; queued apps may now run."""
+        self.execute_event(ch, "park", "", app_uuid)
+        ch.park = AppRun("park", "", app_uuid)
+        ch.last_response = "_none_"
+        ch.nested_ran = False
+        timeout = ch.var("park_timeout")
+        if timeout:
+            # switch_ivr_park consumes park_timeout and drops park_after_bridge with it.
+            ch.set_var("park_timeout", None)
+            ch.set_var("park_after_bridge", None)
+            self.arm_park_timeout(ch, timeout)
+        self.fire("CHANNEL_PARK", ch)
+        ch.move("park")
+        self.kick(ch)
+
+    def arm_park_timeout(self, ch: Channel, spec: str) -> None:
+        seconds, _, cause = spec.partition(":")
+        try:
+            secs = float(seconds)
+        except ValueError:
+            return
+        if secs <= 0:
+            return
+        cause = cause or "NORMAL_CLEARING"
+        loop = asyncio.get_running_loop()
+
+        def expire() -> None:
+            ch.park_timer = None
+            if ch.mode is not Mode.PARKED or not ch.is_up:
+                return
+            if ch.worker is not None and not ch.worker.done():
+                ch.park_timer = loop.call_later(0.01, expire)  # checked between apps
+                return
+            target = ch.var("park_timeout_transfer")
+            log.info("park timeout", extra={"uuid": ch.uuid, "transfer": target or ""})
+            if target:
+                parts = target.split()
+                self.transfer(
+                    ch,
+                    parts[0],
+                    parts[1] if len(parts) > 1 else "XML",
+                    parts[2] if len(parts) > 2 else ch.profile.context,
+                    both=False,
+                )
+            else:
+                self.hangup(ch, cause, "send_bye")
+
+        ch.park_timer = loop.call_later(self.clock.real_seconds(secs), expire)
+
+    def leave_park(self, ch: Channel, *, state_number: int | None = None) -> None:
+        """The outer park completes (bridge, transfer); carries the last nested response."""
+        if ch.park_timer is not None:
+            ch.park_timer.cancel()
+            ch.park_timer = None
+        run, ch.park = ch.park, None
+        if run is not None:
+            ch.state_number = state_number
+            self.complete_event(ch, run.app, run.arg, run.app_uuid, ch.last_response, outer=True)
+            ch.state_number = None
+
+    def enqueue(self, ch: Channel, req: ExecRequest) -> None:
+        ch.queue.append(req)
+        self.kick(ch)
+
+    def kick(self, ch: Channel) -> None:
+        """Start the channel's app worker if apps are queued and the channel takes them."""
+        if ch.queue and ch.mode in CONTROLLABLE and (ch.worker is None or ch.worker.done()):
+            ch.worker = self.spawn(self._work(ch), name=f"apps-{ch.uuid}")
+
+    async def _work(self, ch: Channel) -> None:
+        while ch.queue and ch.is_up and ch.mode in CONTROLLABLE:
+            req = ch.queue.popleft()
+            total = max(1, req.loops)
+            for loop in range(total):
+                if not ch.is_up:
+                    break
+                ch.set_var("current_loop", str(loop + 1))
+                ch.set_var("total_loops", str(total))
+                await self.execute_app(ch, req.app, req.arg, req.app_uuid)
+
+    async def execute_app(self, ch: Channel, app: str, arg: str, app_uuid: str) -> str:
+        assert self.run_app is not None
+        self.execute_event(ch, app, arg, app_uuid)
+        try:
+            response = await self.run_app(self, ch, app, arg)
+        except Exception:
+            log.exception("simulated app failed", extra={"uuid": ch.uuid, "app": app})
+            response = "-ERR"
+        self.complete_event(ch, app, arg, app_uuid, response)
+        ch.last_response = response
+        ch.nested_ran = True
+        return response
+
+    async def wait(
+        self, ch: Channel, seconds: float | None, *, dtmf: bool = False, wake: bool = False
+    ) -> str:
+        """Wait simulated ``seconds`` (None: forever): 'hangup', 'dtmf', 'timeout', or with
+        ``wake`` also 'wake' (someone this channel watches changed)."""
+        deadline = None
+        loop = asyncio.get_running_loop()
+        if seconds is not None:
+            deadline = loop.time() + self.clock.real_seconds(seconds)
+        while True:
+            if not ch.is_up:
+                return "hangup"
+            if ch.break_requested:
+                ch.break_requested = False
+                return "break"
+            if dtmf and ch.dtmf_buffer:
+                return "dtmf"
+            ch.wake.clear()
+            remaining = None if deadline is None else deadline - loop.time()
+            if remaining is not None and remaining <= 0:
+                return "timeout"
+            try:
+                await asyncio.wait_for(ch.wake.wait(), remaining)
+            except TimeoutError:
+                return "timeout" if ch.is_up else "hangup"
+            if wake and ch.is_up:
+                return "wake"
+
+    # ----------------------------------------------------------------- DTMF
+
+    def break_media(self, ch: Channel, *, flush: bool) -> None:
+        """``uuid_break``: stop what is playing (and with ``all`` the queued apps too)."""
+        if flush:
+            ch.queue.clear()
+        if ch.worker is not None and not ch.worker.done():
+            ch.break_requested = True
+            ch.wake.set()
+
+    def dtmf(self, ch: Channel, digit: str, duration: int = 2240) -> None:
+        """A digit arrives (RFC 2833). Readers dequeue it (and fire DTMF); others see it now."""
+        if not ch.is_up:
+            return
+        ch.digits_dialed += digit
+        if ch.reading:
+            ch.dtmf_buffer.append(digit)
+            ch.wake.set()
+        else:
+            self.fire_dtmf(ch, digit, duration)
+
+    def fire_dtmf(self, ch: Channel, digit: str, duration: int = 2240) -> None:
+        self.fire(
+            "DTMF",
+            ch,
+            mid=[("DTMF-Digit", digit), ("DTMF-Duration", str(duration)), ("DTMF-Source", "RTP")],
+            variables=False,
+        )
+
+    # ---------------------------------------------------------------- bridge
+
+    def bridge(self, a: Channel, b: Channel) -> None:
+        """``uuid_bridge A B`` (call after the api reply has been sent)."""
+        if not (a.is_up and b.is_up):
+            return
+        now = self.now_us()
+        for ch in (a, b):
+            if ch.partner is not None and ch.partner not in (a, b):
+                self.unbridge(ch)
+        for ch, other in ((a, b), (b, a)):
+            p = ch.profile
+            p.index += 1
+            p.created = now
+            src = f"{now // 1_000_000}:{new_uuid()}:uuid_br:{other.uuid}"
+            p.transfer_source = src
+            append_history(ch, src)
+            ch.tokens["other_uuid"] = other.uuid
+            ch.set_var("original_destination_number", p.dest)
+            ch.set_var("original_caller_id_name", p.cid_name)
+            ch.set_var("original_caller_id_number", p.cid_num)
+        a.tokens["other_cid"] = b.tokens["other_cid"] = a.profile.cid_num
+        b.other = ("originator", self._snapshot(a))
+        a.profile.callee_name = b.profile.callee_name or b.profile.orig_cid_name
+        a.profile.callee_num = b.profile.callee_num or b.profile.orig_cid_num
+        a.other = ("originatee", self._snapshot(b))
+        b.profile.cid_name, b.profile.cid_num = a.profile.cid_name, a.profile.cid_num
+        b.hit_dialplan = False
+        for ch, other in ((a, b), (b, a)):
+            self.apply_phase(ch, "in_bridged" if ch.direction == "inbound" else "out_bridged")
+            ch.set_var("last_bridge_to", other.uuid)
+            ch.set_var("bridge_to", other.uuid)
+            ch.set_var("bridge_channel", other.name)
+            ch.set_var("bridge_uuid", other.uuid)
+            ch.set_var("signal_bond", other.uuid)
+        for ch in (a, b):
+            self.leave_park(ch, state_number=8)
+        for ch, other in ((a, b), (b, a)):
+            ch.partner = other
+            ch.bridged_ever = True
+            ch.move("bridge")
+            self.set_state(ch, "CS_SOFT_EXECUTE")
+            ch.show_app = ("uuid_bridge", other.uuid)
+            self.fire(
+                "CHANNEL_EXECUTE",
+                ch,
+                post=[("Application", "uuid_bridge"), ("Application-Data", other.uuid)],
+                calling=UUID_BRIDGE_CALLING
+                if ch is a
+                else (UUID_BRIDGE_CALLING[0], UUID_BRIDGE_CALLING[1], "1243"),
+            )
+        a.bridge_owner, b.bridge_owner = True, False
+        b.call_uuid = a.uuid
+        b.set_var("call_uuid", a.uuid)
+        a.times.bridged = now
+        self.fire(
+            "CHANNEL_BRIDGE",
+            a,
+            pre=[("Bridge-A-Unique-ID", a.uuid), ("Bridge-B-Unique-ID", b.uuid)],
+        )
+        b.times.bridged = now
+        self.set_state(b, "CS_EXCHANGE_MEDIA")
+        self.kick(a)
+        self.kick(b)
+
+    def _snapshot(self, ch: Channel) -> Profile:
+        p = ch.profile
+        if ch.direction == "outbound":
+            return replace(
+                p,
+                logical_direction="inbound",
+                times=Times(
+                    created=p.times.created,
+                    answered=p.times.answered,
+                    progress=p.times.progress,
+                    progress_media=p.times.progress_media,
+                ),
+            )
+        return replace(p, transfer_source=None, created=0, index=1, times=Times())
+
+    def unbridge_event(self, owner: Channel, other: Channel) -> None:
+        pre = [("Bridge-A-Unique-ID", owner.uuid), ("Bridge-B-Unique-ID", other.uuid)]
+        self.fire("CHANNEL_UNBRIDGE", owner, pre=pre)
+
+    def unbridge(self, ch: Channel) -> None:
+        partner = ch.partner
+        if partner is None:
+            return
+        ch.partner = None
+        partner.partner = None
+        owner, other = (ch, partner) if ch.bridge_owner else (partner, ch)
+        self.unbridge_event(owner, other)
+
+    def after_bridge(self, ch: Channel) -> None:
+        """The partner left: re-park with park_after_bridge, else the call is over."""
+        if not ch.is_up:
+            return
+        if (ch.var("park_after_bridge") or "").lower() == "true":
+            ch.move("repark")
+            self.set_state(ch, "CS_PARK")
+            self.fire("CHANNEL_PARK", ch)
+            self.kick(ch)
+        else:
+            self.set_state(ch, "CS_EXECUTE")
+            self.hangup(ch, "NORMAL_CLEARING", "send_bye")
+
+    # ------------------------------------------------------------------ hold
+
+    def hold(self, ch: Channel, on: bool) -> None:
+        if on == ch.held or not ch.is_up:
+            return
+        now = self.now_us()
+        if on:
+            ch.held = True
+            ch.hold_started = now
+            ch.times.last_hold = now
+            self.set_callstate(ch, "HELD")
+            self.fire("CHANNEL_HOLD", ch)
+            ch.set_var("remote_audio_media_flow", "recvonly")
+            partner = ch.partner
+            if partner is not None and partner.is_up:
+                music = ch.var("hold_music") or "local_stream://moh"
+                run = AppRun("playback", music, new_uuid())
+                partner.set_var("current_loop", "1")
+                loops = re.search(r"loops=(-?\d+)", music)
+                partner.set_var("total_loops", loops.group(1) if loops else "1")
+                self.execute_event(partner, "playback", music, run.app_uuid)
+                self.playback_start(partner, music)
+                ch.hold_music_on, ch.hold_music_run = partner, run
+        else:
+            partner, music_run = ch.hold_music_on, ch.hold_music_run
+            ch.hold_music_on = ch.hold_music_run = None
+            if partner is not None and music_run is not None and partner.is_up:
+                ms = (now - ch.hold_started) // 1000
+                self.playback_stop(partner, music_run.arg, ms, "break")
+                self.complete_event(
+                    partner, music_run.app, music_run.arg, music_run.app_uuid, "FILE PLAYED"
+                )
+            ch.held = False
+            ch.times.hold_accum += now - ch.hold_started
+            self.set_callstate(ch, "ACTIVE")
+            self.fire("CHANNEL_UNHOLD", ch)
+            ch.set_var("remote_audio_media_flow", "sendrecv")
+
+    def playback_start(self, ch: Channel, path: str) -> None:
+        kind = path.split("://", 1)[0] if "://" in path else path.rsplit(".", 1)[-1]
+        self.fire(
+            "PLAYBACK_START",
+            ch,
+            post=[("Playback-File-Type", kind), ("Playback-File-Path", path)],
+        )
+
+    def playback_stop(self, ch: Channel, path: str, ms: int, status: str = "done") -> None:
+        kind = path.split("://", 1)[0] if "://" in path else path.rsplit(".", 1)[-1]
+        ch.set_var("playback_last_offset_pos", str(ms * 8))
+        ch.set_var("playback_seconds", str(ms // 1000))
+        ch.set_var("playback_ms", str(ms))
+        ch.set_var("playback_samples", str(ms * 8))
+        self.fire(
+            "PLAYBACK_STOP",
+            ch,
+            post=[
+                ("Playback-File-Type", kind),
+                ("Playback-File-Path", path),
+                ("Playback-Status", status),
+            ],
+        )
+
+    # ---------------------------------------------------------------- record
+
+    def record_start(self, ch: Channel, path: str) -> None:
+        if not ch.is_up or ch.recording:
+            return
+        ch.recording = path
+        ch.record_started = self.now_us()
+        self.fire("RECORD_START", ch, post=[("Record-File-Path", path)])
+
+    def record_stop(self, ch: Channel) -> None:
+        path = ch.recording
+        if path is None:
+            return
+        ch.recording = None
+        ms = (self.now_us() - ch.record_started) // 1000
+        samples = ms * 8
+        ch.set_var("record_file_size", str(44 + samples * 2))
+        ch.set_var("record_samples", str(samples))
+        ch.set_var("record_seconds", str(ms // 1000))
+        ch.set_var("record_ms", str(ms))
+        ch.set_var("record_completion_cause", "success-maxtime")
+        _write_silence(path, samples)
+        self.fire(
+            "RECORD_STOP",
+            ch,
+            post=[("Record-File-Path", path), ("Record-Completion-Cause", "success-maxtime")],
+        )
+
+    # ---------------------------------------------------------------- hangup
+
+    def hangup(
+        self,
+        ch: Channel,
+        cause: str = "NORMAL_CLEARING",
+        disposition: str = "send_bye",
+        *,
+        teardown: bool = True,
+    ) -> None:
+        """CHANNEL_HANGUP now; the rest of the teardown follows in a task (or by the caller)."""
+        if not ch.is_up:
+            return
+        ch.move("hangup")
+        ch.show_state = (ch.state, ch.callstate, ch.call_uuid)
+        ch.hangup_cause = cause
+        ch.disposition = disposition
+        ch.answer_state = "hangup"
+        ch.state_number = 10
+        ch.set_var("hangup_cause", cause)
+        ch.set_var("hangup_cause_q850", Q850.get(cause, "16"))
+        ch.set_var("sip_hangup_disposition", disposition)
+        if ch.park_timer is not None:
+            ch.park_timer.cancel()
+            ch.park_timer = None
+        partner = ch.partner
+        if partner is not None and partner.is_up:
+            partner.set_var("last_bridge_hangup_cause", cause)
+            partner.set_var("bridge_hangup_cause", cause)
+        self.fire("CHANNEL_HANGUP", ch)
+        ch.hungup.set()
+        ch.wake.set()
+        for watcher in ch.watchers:
+            watcher.wake.set()
+        if teardown:
+            self.spawn(self._teardown(ch), name=f"teardown-{ch.uuid}")
+
+    async def _finish_apps(self, ch: Channel) -> None:
+        ch.queue.clear()
+        worker = ch.worker
+        if worker is not None and not worker.done() and worker is not asyncio.current_task():
+            await asyncio.wait({worker})
+        one_shot, ch.app_run = ch.app_run, None
+        if one_shot is not None:
+            self.complete_event(ch, one_shot.app, one_shot.arg, one_shot.app_uuid, ch.last_response)
+        park, ch.park = ch.park, None
+        if park is not None:
+            self.complete_event(ch, park.app, park.arg, park.app_uuid, ch.last_response, outer=True)
+
+    async def _teardown(self, ch: Channel) -> None:
+        await asyncio.sleep(0)
+        await self._finish_apps(ch)
+        self.record_stop(ch)
+        if ch.held:
+            ch.held = False
+        partner = ch.partner
+        if partner is not None and partner.is_up:
+            ch.partner = partner.partner = None
+            partner.set_var("last_bridge_hangup_cause", ch.hangup_cause)
+            partner.set_var("bridge_hangup_cause", ch.hangup_cause)
+            if ch.bridge_owner:
+                ch.set_var("bridge_hangup_cause", ch.hangup_cause)
+                if ch in partner.watching and partner.worker is not None:
+                    await asyncio.wait({partner.worker})
+                if partner.is_up and (partner.var("park_after_bridge") or "").lower() == "true":
+                    self.unbridge_event(ch, partner)
+                    self.after_bridge(partner)
+                else:
+                    self.hangup(
+                        partner, ch.hangup_cause or "NORMAL_CLEARING", "send_bye", teardown=False
+                    )
+                    await self._finish_apps(partner)
+                    self.record_stop(partner)
+                    self.complete_hangup(partner)
+                    self.unbridge_event(ch, partner)
+                    self.destroy(partner)
+                self.complete_hangup(ch)
+                self.destroy(ch)
+            else:
+                self.complete_hangup(ch)
+                self.unbridge_event(partner, ch)
+                self.after_bridge(partner)
+                self.destroy(ch)
+            return
+        self.complete_hangup(ch)
+        self.destroy(ch)
+
+    def complete_hangup(self, ch: Channel) -> None:
+        if ch.direction == "inbound":
+            phase = "in_hangup_complete"
+        elif ch.bridged_ever:
+            phase = "out_hangup_complete_bridged"
+        elif ch.times.answered:
+            phase = "out_hangup_complete"
+        else:
+            phase = "out_hangup_complete_unanswered"
+        ch.state_number = None
+        self.set_state(ch, "CS_REPORTING")
+        self.set_callstate(ch, "HANGUP")
+        ch.times.hangup = self.now_us()
+        ch.set_var("sip_hangup_disposition", ch.disposition)
+        ch.set_var("digits_dialed", ch.digits_dialed or "none")
+        self.apply_phase(ch, phase)
+        self.fire("CHANNEL_HANGUP_COMPLETE", ch, pre=[("Hangup-Cause", ch.hangup_cause or "")])
+
+    def destroy(self, ch: Channel) -> None:
+        if ch.destroyed:
+            return
+        ch.destroyed = True
+        ch.state_number = 12
+        if ch.direction == "outbound":
+            ch.call_uuid = ch.uuid
+            ch.set_var("call_uuid", ch.uuid)
+        self.fire("CHANNEL_DESTROY", ch)
+        ch.done.set()
+        self.channels.pop(ch.uuid, None)
+        self.lingering[ch.uuid] = ch
+        linger = self.clock.real_seconds(float(self.settings["linger_ms"]) / 1000)
+        asyncio.get_running_loop().call_later(linger, self.lingering.pop, ch.uuid, None)
+
+    # -------------------------------------------------------------- transfer
+
+    def transfer(self, ch: Channel, dest: str, dialplan: str, context: str, *, both: bool) -> None:
+        """``uuid_transfer``: leave park/bridge and run the dialplan for ``dest``."""
+        if not ch.is_up:
+            return
+        partner = ch.partner
+        now = self.now_us()
+        legs = [ch]
+        if partner is not None and partner.is_up:
+            owner, other = (ch, partner) if ch.bridge_owner else (partner, ch)
+            if both:
+                legs = [owner, other]
+                ch.partner = partner.partner = None
+                for leg in legs:
+                    self._retarget(leg, dest, dialplan, context, now)
+                    leg.other = None
+                other.profile.callee_name = owner.profile.cid_name
+                other.profile.callee_num = owner.profile.cid_num
+                owner.state_number = 2
+                self.unbridge_event(owner, other)
+                owner.state_number = None
+            else:
+                ch.partner = partner.partner = None
+                ch.set_var("last_bridge_hangup_cause", "NORMAL_CLEARING")
+                ch.set_var("bridge_hangup_cause", "NORMAL_CLEARING")
+                self.hangup(partner, "NORMAL_CLEARING", "send_bye", teardown=False)
+                self.spawn(self._transfer_after_kill(ch, partner, dest, dialplan, context, now))
+                return
+        else:
+            self.leave_park(ch)
+            self._retarget(ch, dest, dialplan, context, now)
+        for leg in legs:
+            self._route(leg)
+
+    async def _transfer_after_kill(
+        self, ch: Channel, partner: Channel, dest: str, dialplan: str, context: str, now: int
+    ) -> None:
+        await self._finish_apps(partner)
+        self.complete_hangup(partner)
+        self._retarget(ch, dest, dialplan, context, now)
+        owner, other = (ch, partner) if ch.bridge_owner else (partner, ch)
+        ch.other = None
+        owner.state_number = 2
+        self.unbridge_event(owner, other)
+        owner.state_number = None
+        self.destroy(partner)
+        self._route(ch)
+
+    def _retarget(self, ch: Channel, dest: str, dialplan: str, context: str, now: int) -> None:
+        p = ch.profile
+        src = f"{now // 1_000_000}:{new_uuid()}:bl_xfer:{dest}/{context}/{dialplan}"
+        p.rdnis = p.dest
+        p.dest, p.context = dest, context
+        p.index += 1
+        p.created = now
+        p.transfer_source = src
+        ch.times.bridged = 0
+        if ch.direction == "outbound":
+            p.cid_name, p.cid_num = p.orig_cid_name, p.orig_cid_num
+            p.dialplan = dialplan
+            ch.hit_dialplan = True
+            ch.call_uuid = ch.uuid
+            ch.set_var("call_uuid", ch.uuid)
+        append_history(ch, src)
+
+    def _route(self, ch: Channel) -> None:
+        assert self.run_dialplan is not None
+        ch.move("route")
+        self.set_state(ch, "CS_EXECUTE")
+        self.spawn(self.run_dialplan(self, ch), name=f"dialplan-{ch.uuid}")
+
+
+def _uptime(ms: int) -> str:
+    secs, msec = divmod(ms, 1000)
+    days, rem = divmod(secs, 86400)
+    years, days = divmod(days, 365)
+    hours, rem = divmod(rem, 3600)
+    minutes, seconds = divmod(rem, 60)
+    return (
+        f"{years} years, {days} days, {hours} hours, {minutes} minutes, {seconds} seconds, "
+        f"{msec} milliseconds, 0 microseconds"
+    )
+
+
+def append_history(ch: Channel, src: str) -> None:
+    """``transfer_history`` becomes an ``ARRAY::a|:b`` from its second entry on."""
+    history = ch.var("transfer_history")
+    if history is None:
+        value = src
+    elif history.startswith("ARRAY::"):
+        value = f"{history}|:{src}"
+    else:
+        value = f"ARRAY::{history}|:{src}"
+    ch.set_var("transfer_history", value)
+    ch.set_var("transfer_source", src)
+
+
+def _write_silence(path: str, samples: int) -> None:
+    """Write a mono 8 kHz 16-bit WAV of silence (what the recording would have held)."""
+    import struct
+
+    try:
+        data_len = samples * 2
+        header = b"RIFF" + struct.pack("<I", 36 + data_len) + b"WAVEfmt "
+        header += struct.pack("<IHHIIHH", 16, 1, 1, 8000, 16000, 2, 16)
+        header += b"data" + struct.pack("<I", data_len)
+        with open(path, "wb") as f:
+            f.write(header)
+            f.write(bytes(min(data_len, 16_000 * 3600)))
+    except OSError:
+        log.debug("recording path not writable", extra={"path": path})

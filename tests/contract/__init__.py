@@ -1,0 +1,1 @@
+"""Contract tests: the real FreeSWITCH traces against our codec and our simulator."""
