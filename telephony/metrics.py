@@ -1,0 +1,83 @@
+"""Every Prometheus metric of the control plane, in one place.
+
+One :class:`Metrics` per process (built by :mod:`telephony.services`), with
+its own registry so that tests can build as many as they like. The engine,
+the ESL connections and the write buffer update them; ``GET /metrics``
+serves :meth:`Metrics.render`.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+
+
+class Metrics:
+    """The metrics; attribute names say what is measured."""
+
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
+        self.calls_in_progress = Gauge(
+            "telephony_calls_in_progress",
+            "Calls between arrival and hang-up, on every node",
+            registry=r,
+        )
+        self.queue_length = Gauge(
+            "telephony_queue_length",
+            "Calls waiting in a skill group's queue",
+            ["group"],
+            registry=r,
+        )
+        self.call_outcomes = Counter(
+            "telephony_call_outcomes",
+            "Calls ended, by outcome (answered, abandoned_in_queue, ...)",
+            ["outcome"],
+            registry=r,
+        )
+        self.esl_events = Counter(
+            "telephony_esl_events",
+            "Events received from FreeSWITCH, by node and event name",
+            ["node", "event"],
+            registry=r,
+        )
+        self.esl_reconnects = Counter(
+            "telephony_esl_reconnects",
+            "Times an ESL connection to a node was re-established after a drop",
+            ["node"],
+            registry=r,
+        )
+        self.esl_connected = Gauge(
+            "telephony_esl_connected",
+            "1 while the ESL connection to a node is up and subscribed, else 0",
+            ["node"],
+            registry=r,
+        )
+        self.db_buffer_depth = Gauge(
+            "telephony_db_buffer_depth",
+            "Database writes queued in the write buffer and not yet committed",
+            registry=r,
+        )
+        self.agents = Gauge(
+            "telephony_agents",
+            "Agents by state (logged_out, available, busy, ringing, in_call, wrap_up)",
+            ["state"],
+            registry=r,
+        )
+
+    def render(self) -> bytes:
+        """The registry in the Prometheus text format."""
+        return generate_latest(self.registry)
