@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import getpass
 import logging
 import sys
+from pathlib import Path
+from typing import Any
 
 import click
 
 from telephony import __version__
+from telephony.config import ConfigError, Settings, describe_settings
 from telephony.logs import configure_logging
+
+log = logging.getLogger("telephony.cli")
 
 
 def _host_port(value: str, default_port: int) -> tuple[str, int]:
@@ -36,6 +43,10 @@ def main(log_level: str) -> None:
     Start here:
       telephony sim            run the FreeSWITCH simulator (no switch needed)
       telephony sim --help     its options and the `api sim ...` commands
+      telephony users create admin --role admin
+                               make an API token (printed once)
+      telephony serve          run the control plane (API, engine, ESL)
+      telephony serve --help   its settings (environment variables)
     """
     configure_logging(log_level.upper())
 
@@ -89,6 +100,179 @@ def sim(listen: str, password: str, time_scale: float) -> None:
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc}") from exc
     except KeyboardInterrupt:
         logging.getLogger(__name__).info("simulator stopped")
+
+
+def _config_option(function: Any) -> Any:
+    return click.option(
+        "--config",
+        "config_file",
+        type=click.Path(path_type=Path, dir_okay=False),
+        envvar="TELEPHONY_CONFIG",
+        metavar="FILE.toml",
+        help="Read settings from this TOML file (keys: freeswitch, database_url, api_listen, "
+        "data_dir, ivr_flows, recordings_dir, ring_timeout_seconds, wrap_up_seconds); "
+        "environment variables override it.",
+    )(function)
+
+
+def _settings(config_file: Path | None) -> Settings:
+    try:
+        return Settings.load(config_file)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _settings_help() -> str:
+    lines = ["\b", "Settings (environment variable, default, meaning):"]
+    for name, default, meaning in describe_settings():
+        lines.append(f"  {name}  [{default}]")
+        lines.append(f"      {meaning}")
+    return "\n".join(lines)
+
+
+@main.command(epilog=_settings_help())
+@_config_option
+def serve(config_file: Path | None) -> None:
+    """Run the control plane: HTTP API, call engine and ESL connections.
+
+    Uses the PostgreSQL at DATABASE_URL, or starts an embedded one in
+    TELEPHONY_DATA_DIR/postgres when DATABASE_URL is unset, and applies the
+    migrations. Stop it with Ctrl-C or SIGTERM: requests in progress finish,
+    buffered database writes are flushed, then it exits.
+
+    \b
+    Check it:  curl http://127.0.0.1:8080/readyz
+    API docs:  http://127.0.0.1:8080/docs
+    """
+    settings = _settings(config_file)
+    from telephony.api.server import serve as run_server
+
+    try:
+        asyncio.run(run_server(settings))
+    except Exception as exc:
+        log.exception("control plane failed")
+        raise click.ClickException(f"control plane failed: {exc}") from exc
+
+
+@main.group()
+def users() -> None:
+    """API principals (who may call the HTTP API) and their bearer tokens.
+
+    \b
+    Roles:
+      agent       acts on its own agent only (--agent ID)
+      supervisor  agents, calls and reports of its areas (--area, comma-separated)
+      admin       everything, configuration
+      auditor     reports and recordings, read-only
+    """
+
+
+@users.command("create")
+@click.argument("name")
+@click.option(
+    "--role",
+    required=True,
+    type=click.Choice(["agent", "supervisor", "admin", "auditor"]),
+    help="What the principal may do.",
+)
+@click.option("--area", help="The area(s) a supervisor oversees, comma-separated.")
+@click.option("--agent", "agent_id", metavar="ID", help="The agent an agent principal acts as.")
+@_config_option
+def create_user(
+    name: str, role: str, area: str | None, agent_id: str | None, config_file: Path | None
+) -> None:
+    """Create the API principal NAME and print its bearer token (once; only its hash is stored).
+
+    The token alone goes to stdout, so a script can capture it:
+
+    \b
+      TOKEN=$(telephony users create ops --role admin)
+      curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8080/v1/agents
+    """
+    settings = _settings(config_file)
+    from telephony.auth import PrincipalError, Role, check_principal, parse_areas
+
+    try:
+        check_principal(Role(role), parse_areas(area), agent_id)
+        token = asyncio.run(_create_user(settings, name, Role(role), area, agent_id))
+    except PrincipalError as exc:
+        raise click.ClickException(str(exc)) from None
+    except Exception as exc:
+        log.exception("cannot create the principal")
+        raise click.ClickException(f"cannot create the principal: {exc}") from exc
+    click.echo(token)
+    click.echo(f"token for {name} ({role}); store it now, it is not shown again", err=True)
+
+
+async def _create_user(
+    settings: Settings, name: str, role: Any, area: str | None, agent_id: str | None
+) -> str:
+    from sqlalchemy import select
+
+    from telephony.auth import PrincipalError, create_principal, record_audit
+    from telephony.services import open_database
+    from telephony.store.migrate import upgrade
+    from telephony.store.models import Agent, table_of
+
+    engine, _ = await open_database(settings)
+    try:
+        await upgrade(engine)
+        async with engine.begin() as connection:
+            if agent_id is not None:
+                agents = table_of(Agent)
+                known = await connection.scalar(select(agents.c.id).where(agents.c.id == agent_id))
+                if known is None:
+                    raise PrincipalError(
+                        f"no agent {agent_id!r}: create it first (POST /v1/agents)"
+                    )
+            caller, token = await create_principal(
+                connection, name, role, area=area, agent_id=agent_id
+            )
+            await record_audit(
+                connection,
+                f"cli:{getpass.getuser()}",
+                "principal.create",
+                "principal",
+                name,
+                detail={
+                    "role": caller.role.value,
+                    "areas": sorted(caller.areas),
+                    "agent": agent_id,
+                },
+            )
+    finally:
+        await engine.dispose()
+    return token
+
+
+@main.group()
+def db() -> None:
+    """The database: DATABASE_URL, or the embedded PostgreSQL in TELEPHONY_DATA_DIR/postgres."""
+
+
+@db.command("upgrade")
+@_config_option
+def db_upgrade(config_file: Path | None) -> None:
+    """Apply the schema migrations (serve also does this when it starts)."""
+    settings = _settings(config_file)
+    try:
+        asyncio.run(_upgrade(settings))
+    except Exception as exc:
+        log.exception("migration failed")
+        raise click.ClickException(f"migration failed: {exc}") from exc
+
+
+async def _upgrade(settings: Settings) -> None:
+    from telephony.services import open_database
+    from telephony.store.migrate import upgrade
+
+    where = "DATABASE_URL" if settings.database_url else str(settings.embedded_postgres_dir)
+    log.info("connecting to the database", extra={"database": where})
+    engine, _ = await open_database(settings)
+    try:
+        await upgrade(engine)
+    finally:
+        await engine.dispose()
 
 
 if __name__ == "__main__":

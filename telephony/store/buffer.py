@@ -84,11 +84,22 @@ async def _execute(connection: AsyncConnection, group: list[Write]) -> None:
     await connection.execute(statement, [dict(w.row) for w in group])
 
 
+#: SQLSTATE classes that say "not now" rather than "not this row": connection exception,
+#: insufficient resources, operator intervention (shutting down, starting up), and
+#: transaction rollback (serialization failure, deadlock), which is safe to retry.
+_TRANSIENT_SQLSTATE_CLASSES = frozenset({"08", "53", "57", "40"})
+
+
 def _is_outage(exc: BaseException) -> bool:
-    """The database could not be reached (as opposed to refusing a row)."""
+    """The database could not take the write now (as opposed to refusing the row)."""
     if isinstance(exc, OperationalError | InterfaceError | OSError | ConnectionError):
         return True
-    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    sqlstate = str(getattr(exc.orig, "sqlstate", "") or "")
+    return sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES
 
 
 class WriteBuffer:

@@ -119,3 +119,30 @@ async def test_database_outage_loses_and_duplicates_nothing(
     await buffer.close()
     assert await _timeline(engine, call) == [f"step-{n}" for n in range(400)]
     assert max(depths) >= 300 - 50
+
+
+class _Orig(Exception):
+    def __init__(self, sqlstate: str) -> None:
+        super().__init__(sqlstate)
+        self.sqlstate = sqlstate
+
+
+@pytest.mark.parametrize(
+    ("sqlstate", "transient"),
+    [
+        ("57P03", True),  # the database system is starting up
+        ("57P01", True),  # terminating connection due to administrator command
+        ("08006", True),  # connection failure
+        ("53300", True),  # too many connections
+        ("40001", True),  # serialization failure
+        ("23502", False),  # not-null violation: the row itself is wrong
+        ("22P02", False),  # invalid text representation
+    ],
+)
+def test_not_now_is_told_apart_from_not_this_row(sqlstate: str, transient: bool) -> None:
+    from sqlalchemy.exc import DBAPIError
+
+    from telephony.store.buffer import _is_outage
+
+    error = DBAPIError("insert", {}, _Orig(sqlstate))
+    assert _is_outage(error) is transient

@@ -1,0 +1,42 @@
+"""``/healthz`` (liveness) and ``/readyz`` (readiness: database and every ESL node), no auth.
+
+``/readyz`` answers 200 only when the database answers ``SELECT 1`` and every
+node named in ``TELEPHONY_FREESWITCH`` has a connected ESL session; otherwise
+503 with ``{"error": "not_ready", "detail": ..., "database": ..., "nodes": ...}``
+so that an orchestrator (and a person) sees what is missing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from telephony.api.deps import ServicesDep
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", summary="Liveness: the process answers")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="Readiness: database reachable and every ESL node connected")
+async def readyz(services: ServicesDep) -> JSONResponse:
+    ready = await services.readiness()
+    body: dict[str, Any] = {
+        "database": {"reachable": ready.database, "error": ready.database_error},
+        "nodes": [{"node": n.node, "connected": n.connected} for n in ready.nodes],
+    }
+    if ready.ready:
+        return JSONResponse({"status": "ready", **body})
+    missing = [f"ESL node {n.node} not connected" for n in ready.nodes if not n.connected]
+    if not ready.database:
+        missing.insert(0, "database unreachable")
+    if not ready.nodes:
+        missing.append("no ESL node configured")
+    return JSONResponse(
+        {"error": "not_ready", "detail": "; ".join(missing), **body}, status_code=503
+    )

@@ -1,0 +1,176 @@
+"""The control plane's settings: environment variables (``TELEPHONY_...``) or a TOML file.
+
+Precedence, highest first: environment variables, then the TOML file named by
+``--config`` (keys are the field names below, e.g. ``api_listen = "0.0.0.0:8080"``),
+then the defaults. ``DATABASE_URL`` keeps its conventional name (no prefix).
+
+The default data folder is ``/var/lib/telephony`` when running as root and the
+per-user data folder otherwise (``~/.local/share/telephony`` on Linux). Root
+gets a system folder because the embedded PostgreSQL refuses to run as root
+and runs as the system user ``embedded_postgres`` instead: that user must be
+able to traverse every parent of the data folder, and ``/root`` is ``0700``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from telephony.esl.port import DEFAULT_URL, NodeAddress, parse_nodes
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message says which setting and why."""
+
+
+def default_data_dir() -> Path:
+    """``/var/lib/telephony`` for root, else the platform's per-user data folder."""
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        return Path("/var/lib/telephony")
+    return Path(platformdirs.user_data_dir("telephony", appauthor=False))
+
+
+def split_host_port(value: str, default_port: int) -> tuple[str, int]:
+    """``HOST:PORT`` (or ``:PORT``, or ``[::1]:PORT``) as a host and a port number."""
+    host, sep, port = value.rpartition(":")
+    if not sep:
+        return value, default_port
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{value!r} is not HOST:PORT")
+    host = host.strip("[]")
+    return host or "127.0.0.1", int(port)
+
+
+class Settings(BaseSettings):
+    """Everything ``telephony serve`` needs to know; see the module docstring for the sources."""
+
+    model_config = SettingsConfigDict(env_prefix="TELEPHONY_", extra="forbid", toml_file=None)
+
+    freeswitch: str = Field(
+        default=DEFAULT_URL,
+        description="ESL nodes, comma-separated esl://:PASSWORD@HOST:PORT",
+    )
+    database_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DATABASE_URL", "database_url"),
+        description="PostgreSQL URL (postgresql+asyncpg://... or postgresql://...); "
+        "unset: an embedded PostgreSQL in DATA_DIR/postgres",
+    )
+    api_listen: str = Field(default="127.0.0.1:8080", description="HTTP listen address HOST:PORT")
+    data_dir: Path = Field(
+        default_factory=default_data_dir,
+        description="embedded database, recordings and state "
+        "(root: /var/lib/telephony; others: the per-user data folder)",
+    )
+    ivr_flows: Path = Field(default=Path("ivr_flows"), description="the IVR flows folder")
+    recordings_dir: Path | None = Field(
+        default=None, description="where recordings are written (default DATA_DIR/recordings)"
+    )
+    ring_timeout_seconds: float = Field(
+        default=15.0, gt=0, description="how long an agent's phone rings before the call moves on"
+    )
+    wrap_up_seconds: float = Field(
+        default=10.0, ge=0, description="after-call work time before an agent is offered again"
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Explicit values, then the environment, then the TOML file (if one was named)."""
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    @field_validator("freeswitch")
+    @classmethod
+    def _valid_nodes(cls, value: str) -> str:
+        parse_nodes(value)
+        return value
+
+    @field_validator("api_listen")
+    @classmethod
+    def _valid_listen(cls, value: str) -> str:
+        split_host_port(value, 8080)
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _empty_is_unset(cls, value: str | None) -> str | None:
+        return value or None
+
+    @property
+    def nodes(self) -> list[NodeAddress]:
+        """The FreeSWITCH nodes to connect to."""
+        return parse_nodes(self.freeswitch)
+
+    @property
+    def listen(self) -> tuple[str, int]:
+        """The API's host and port."""
+        return split_host_port(self.api_listen, 8080)
+
+    @property
+    def recordings(self) -> Path:
+        """The recordings folder (``recordings_dir``, or ``DATA_DIR/recordings``)."""
+        return self.recordings_dir or self.data_dir / "recordings"
+
+    @property
+    def embedded_postgres_dir(self) -> Path:
+        """Where the embedded PostgreSQL keeps its cluster when ``DATABASE_URL`` is unset."""
+        return self.data_dir / "postgres"
+
+    @classmethod
+    def load(cls, config_file: Path | None = None, **overrides: Any) -> Settings:
+        """Read the settings; raise :class:`ConfigError` with a readable message if invalid."""
+        try:
+            if config_file is None:
+                return cls(**overrides)
+            if not config_file.is_file():
+                raise ConfigError(f"configuration file {config_file} does not exist")
+
+            class FromFile(cls):  # type: ignore[valid-type,misc]
+                model_config = SettingsConfigDict(toml_file=config_file)
+
+            settings: Settings = FromFile(**overrides)
+            return settings
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc)) from None
+
+
+def _env_name(field: str) -> str:
+    return "DATABASE_URL" if field == "database_url" else f"TELEPHONY_{field.upper()}"
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors():
+        field = ".".join(str(p) for p in error["loc"]) or "settings"
+        lines.append(f"{field} ({_env_name(field)}): {error['msg']}")
+    return "invalid configuration: " + "; ".join(lines)
+
+
+def describe_settings() -> list[tuple[str, str, str]]:
+    """(variable, default, meaning) for every setting, for ``telephony serve --help``."""
+    rows = []
+    for name, info in Settings.model_fields.items():
+        if name == "data_dir":
+            default = str(default_data_dir())
+        elif name in ("database_url", "recordings_dir"):
+            default = "unset"
+        else:
+            default = str(info.default)
+        rows.append((_env_name(name), default, info.description or ""))
+    return rows
