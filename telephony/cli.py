@@ -154,6 +154,33 @@ def serve(config_file: Path | None) -> None:
         raise click.ClickException(f"control plane failed: {exc}") from exc
 
 
+@main.command(name="esl-api", context_settings={"ignore_unknown_options": True})
+@click.argument("words", nargs=-1, required=True)
+@_config_option
+def esl_api(words: tuple[str, ...], config_file: Path | None) -> None:
+    """Run one `api` command on the first FreeSWITCH node (TELEPHONY_FREESWITCH) and print it.
+
+    \b
+    Examples:
+      telephony esl-api status
+      telephony esl-api show channels
+      telephony esl-api sim phone 1001 answer_after_ms=1000     (simulator only)
+      telephony esl-api sim call 12345 13800138000 hangup_after_s=20
+    """
+    from telephony.esl.commands import UnsafeValue
+    from telephony.esl.oneshot import run_api
+    from telephony.esl.port import EslError
+
+    node = _settings(config_file).nodes[0]
+    try:
+        body = asyncio.run(run_api(node, list(words)))
+    except (UnsafeValue, EslError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(body.rstrip("\n"))
+    if body.startswith("-ERR"):
+        sys.exit(1)
+
+
 @main.group()
 def users() -> None:
     """API principals (who may call the HTTP API) and their bearer tokens.

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -30,19 +30,23 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from telephony.acd.agent_state import Agent, AgentState
 from telephony.acd.roster import Roster
-from telephony.api.ports import CallDirectory, NoCalls
+from telephony.api.ports import CallDirectory, LiveCall, NoCalls
+from telephony.calls.engine import CallEngine, EngineSettings
+from telephony.calls.model import Call, CallState
 from telephony.config import Settings
-from telephony.esl.port import SwitchPort
+from telephony.esl.port import EslError, SwitchPort
+from telephony.esl.transport import EslConnection
 from telephony.metrics import Metrics
 from telephony.store.buffer import WriteBuffer
 from telephony.store.database import EmbeddedPostgres, create_engine
 from telephony.store.migrate import upgrade
 from telephony.store.models import Agent as AgentRow
-from telephony.store.models import AgentSkill, table_of
+from telephony.store.models import AgentSkill, Hotline, table_of
 
 log = logging.getLogger(__name__)
 _AGENTS = table_of(AgentRow)
 _SKILLS = table_of(AgentSkill)
+_HOTLINES = table_of(Hotline)
 DATABASE_CHECK_TIMEOUT = 2.0
 
 
@@ -189,24 +193,142 @@ async def open_database(settings: Settings) -> tuple[AsyncEngine, EmbeddedPostgr
     return create_engine(url), server
 
 
-def attach_call_engine(services: Services) -> None:
-    """HOOK for the call engine (``telephony/calls/``): plug it into ``services`` here.
+_API_STATE = {
+    CallState.PARKED: "arriving",
+    CallState.IVR: "ivr",
+    CallState.QUEUED: "queued",
+    CallState.OFFERING: "ringing",
+    CallState.CONNECTED: "talking",
+    CallState.AFTER_AGENT: "after_agent",
+    CallState.ENDED: "ended",
+}
 
-    Expected, once the engine exists: build one ESL connection per
-    ``services.settings.nodes`` and append each to ``services.switches`` (they
-    implement :class:`telephony.esl.port.SwitchPort`; ``/readyz`` reads their
-    ``node`` and ``connected``); build the engine with ``services.roster``,
-    ``services.buffer`` and ``services.metrics``; set ``services.calls`` to
-    its :class:`telephony.api.ports.CallDirectory`; and append the engine and
-    the connections to ``services.components`` so that start/stop run them.
 
-    Until then nothing is attached, and ``/readyz`` reports every configured
-    node as not connected (it never pretends).
+class EngineDirectory:
+    """The API's view of the engines' live calls (:class:`CallDirectory`)."""
+
+    def __init__(self, engines: list[CallEngine]) -> None:
+        self.engines = engines
+        self.hotline_areas: dict[str, str | None] = {}
+
+    def _live(self, call: Call) -> LiveCall:
+        return LiveCall(
+            uuid=call.uuid,
+            node=call.node,
+            caller=call.caller,
+            hotline=call.hotline,
+            state=_API_STATE[call.state],
+            arrived_at=datetime.fromtimestamp(call.arrived_at, UTC),
+            area=self.hotline_areas.get(call.hotline),
+            skill_group_id=call.skill_group,
+            agent_id=call.agent_id,
+            answered_at=(
+                datetime.fromtimestamp(call.agent_answered_at, UTC)
+                if call.agent_answered_at
+                else None
+            ),
+        )
+
+    def live_calls(self) -> Sequence[LiveCall]:
+        calls = [c for engine in self.engines for c in engine.calls.values()]
+        return [self._live(c) for c in sorted(calls, key=lambda c: c.arrived_at)]
+
+    def live_call(self, uuid: str) -> LiveCall | None:
+        for engine in self.engines:
+            if uuid in engine.calls:
+                return self._live(engine.calls[uuid])
+        return None
+
+
+class NodeEngine:
+    """One FreeSWITCH node's ESL connection and call engine, as a :class:`Component`.
+
+    Start does not wait for the node: if it is down, the connection is retried
+    with backoff in the background and ``/readyz`` says the node is not connected.
     """
-    log.warning(
-        "no call engine attached: the API runs, calls are not handled",
-        extra={"nodes": [n.name for n in services.settings.nodes]},
+
+    def __init__(self, connection: EslConnection, engine: CallEngine) -> None:
+        self.connection = connection
+        self.engine = engine
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self.engine.run(), name=f"engine {self.connection.node}"),
+            asyncio.create_task(self._connect(), name=f"connect {self.connection.node}"),
+        ]
+
+    async def _connect(self) -> None:
+        attempt = 0
+        while True:
+            try:
+                await self.connection.connect()
+                return
+            except EslError as exc:
+                delay = self.connection.backoff.delay(attempt)
+                log.warning(
+                    "FreeSWITCH node not reachable; retrying",
+                    extra={"node": self.connection.node, "error": str(exc), "retry_in_s": delay},
+                )
+                attempt += 1
+                await asyncio.sleep(delay)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.engine.close()
+        await self.connection.close()
+
+
+def attach_call_engine(services: Services) -> None:
+    """Give ``services`` one ESL connection and one call engine per configured node."""
+    settings = services.settings
+    settings.recordings.mkdir(parents=True, exist_ok=True)
+    engine_settings = EngineSettings(
+        recordings_dir=settings.recordings,
+        ring_timeout_s=max(1, round(settings.ring_timeout_seconds)),
+        wrap_up_s=settings.wrap_up_seconds,
     )
+    engines: list[CallEngine] = []
+    for address in settings.nodes:
+        connection = EslConnection(address)
+        engine = CallEngine(
+            connection,
+            services.roster,
+            services.buffer,
+            engine_settings,
+            clock=services.clock,
+            metrics=services.metrics,
+        )
+        engines.append(engine)
+        services.switches.append(connection)
+        services.components.append(NodeEngine(connection, engine))
+
+    def route_everywhere(agent: Agent) -> None:
+        for engine in engines:
+            engine.route()
+
+    services.roster.on_available = route_everywhere
+    directory = EngineDirectory(engines)
+    services.calls = directory
+    services.components.insert(0, _HotlineAreas(services.database, directory))
+
+
+class _HotlineAreas:
+    """Loads each hotline's area at start, for scoping live calls to supervisors' areas."""
+
+    def __init__(self, database: AsyncEngine, directory: EngineDirectory) -> None:
+        self.database = database
+        self.directory = directory
+
+    async def start(self) -> None:
+        async with self.database.connect() as connection:
+            rows = (await connection.execute(select(_HOTLINES.c.number, _HOTLINES.c.area))).all()
+        self.directory.hotline_areas = {row.number: row.area for row in rows}
+
+    async def stop(self) -> None:
+        return None
 
 
 async def open_services(settings: Settings) -> Services:
