@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run sim test bench clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -13,7 +13,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-run: $(STAMP)  ## start the simulator on 127.0.0.1:8021 (the control plane joins it in issue 3)
+run: $(STAMP)  ## start the control plane (embedded PostgreSQL unless DATABASE_URL is set)
+	$(BIN)/telephony serve
+
+sim: $(STAMP)  ## start the FreeSWITCH simulator on 127.0.0.1:8021 (for a machine without FreeSWITCH)
 	$(BIN)/telephony sim
 
 test: $(STAMP)  ## lint, type-check and run the whole test suite
