@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.calls.conftest import Rig
+from telephony.esl.transport import EslConnection
+from tests.calls.conftest import Rig, start_controller
 
 
 async def _cdr(rig: Rig, call_uuid: str) -> dict[str, object] | None:
@@ -173,3 +174,20 @@ async def test_database_outage_during_calls_loses_no_cdr_and_duplicates_none(rig
         u=calls,
     )
     assert arrived[0]["n"] == len(calls)
+
+
+async def test_call_parked_while_no_controller_ran_is_picked_up(rig: Rig) -> None:
+    await rig.add_agent("a1", "1001")
+    await rig.sim_api("phone", "1001", "answer_after_ms=500")
+    await rig.controller.crash()
+    # Nobody drives the switch now: place the call with a connection of our own.
+    async with EslConnection(f"esl://:ClueCon@127.0.0.1:{rig.sim_port}") as outsider:
+        reply = await outsider.api("sim", "call", "12345", "13800138004", "hangup_after_s=10")
+    call_uuid = reply.body.strip().removeprefix("+OK ")
+    assert rig.sim.switch.get(call_uuid) is not None  # parked, unanswered
+
+    rig.controller = await start_controller(rig.sim_port, rig.db, rig.recordings)
+    rig.sign_in("a1")
+    cdr = await rig.wait_for(lambda: _cdr(rig, call_uuid), timeout=20)
+    assert cdr["outcome"] == "answered" and cdr["agent_id"] == "a1"
+    assert cdr["ivr_answered_at"] is not None
