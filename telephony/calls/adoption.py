@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from telephony.acd.agent_state import AgentEvent
+from telephony.calls.leg import Leg, LegState
 from telephony.calls.model import Call, CallState
 from telephony.esl.port import EslError
 
@@ -113,6 +114,11 @@ def _adopt_caller(engine: CallEngine, dump: dict[str, Any], agent_legs: dict[str
     if state == "connected" and agent_id and leg in agent_legs:
         call.state = CallState.CONNECTED
         call.agent_id, call.agent_leg = agent_id, leg
+        answered = call.agent_answered_at
+        for uuid_, role, where in ((uuid, "caller", call.hotline), (leg, "agent", None)):
+            call.legs[uuid_] = Leg(
+                uuid_, role, where, call.arrived_at, LegState.BRIDGED, answered_at=answered
+            )
         recording = dump.get("variable_tel_recording")
         if recording:
             call.recording_id = recording
@@ -125,10 +131,26 @@ def _adopt_caller(engine: CallEngine, dump: dict[str, Any], agent_legs: dict[str
     if state == "after_agent" or state == "connected":
         call.state = CallState.AFTER_AGENT  # the agent is gone: end the call
         call.agent_id = agent_id
+        call.legs[uuid] = Leg(
+            uuid,
+            "caller",
+            call.hotline,
+            call.arrived_at,
+            LegState.ANSWERED,
+            answered_at=call.ivr_answered_at,
+        )
         engine.adopt(call)
         engine._spawn(engine._hang_up(call), f"hangup {uuid}")
         return
     call.state = CallState.IVR
+    call.legs[uuid] = Leg(
+        uuid,
+        "caller",
+        call.hotline,
+        call.arrived_at,
+        LegState.ANSWERED,
+        answered_at=call.ivr_answered_at,
+    )
     engine.adopt(call)
     queued_at = call.queued_at
     engine.enqueue(call, dump.get("variable_hold_music"))

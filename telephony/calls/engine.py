@@ -45,6 +45,7 @@ from telephony.acd.agent_state import Agent, AgentEvent, AgentState
 from telephony.acd.queue import SkillGroupQueue, longest_idle_agent
 from telephony.acd.roster import Roster
 from telephony.calls import records
+from telephony.calls.leg import Leg, LegInput
 from telephony.calls.model import Call, CallEffect, CallInput, CallState
 from telephony.esl import commands
 from telephony.esl.messages import Event
@@ -211,11 +212,10 @@ class CallEngine:
         self.calls[call.uuid] = call
         self.metrics.calls_in_progress.set(len(self.calls))
         self.buffer.put(records.cdr(call))
-        self.buffer.put(
-            records.leg(
-                call, call.uuid, "caller", destination=call.hotline, created_at=call.arrived_at
-            )
+        caller = call.legs.setdefault(
+            call.uuid, Leg(call.uuid, "caller", call.hotline, call.arrived_at)
         )
+        self.buffer.put(records.leg(call, caller))
         if call.state is CallState.PARKED:
             self.buffer.put(records.timeline(call, "arrived", call.arrived_at, caller=call.caller))
         log.info(
@@ -230,6 +230,7 @@ class CallEngine:
             if not self._move(call, CallInput.ANSWER):
                 return
             call.ivr_answered_at = self.clock()
+            self._leg(call, call.uuid, LegInput.ANSWER)
             self.buffer.put(records.timeline(call, "answered", call.ivr_answered_at))
             await self.port.api(
                 "uuid_setvar", *commands.setvar(call.uuid, "park_after_bridge", "true")
@@ -294,6 +295,9 @@ class CallEngine:
         call.offer_leg = str(uuidlib.uuid4())
         call.tried_agents.add(agent.id)
         self.agent_legs[call.offer_leg] = call.uuid
+        ringing = Leg(call.offer_leg, "agent", agent.extension, self.clock())
+        call.legs[ringing.uuid] = ringing
+        self.buffer.put(records.leg(call, ringing))
         self.roster.apply(agent.id, AgentEvent.OFFER)
         self.buffer.put(
             records.timeline(call, "offered", self.clock(), agent=agent.id, leg=call.offer_leg)
@@ -301,7 +305,6 @@ class CallEngine:
         self._spawn(self._ring(call, agent, call.offer_leg), f"offer {call.uuid}")
 
     async def _ring(self, call: Call, agent: Agent, leg: str) -> None:
-        offered_at = self.clock()
         target, app = commands.originate_args(
             f"user/{agent.extension}",
             variables={
@@ -323,27 +326,20 @@ class CallEngine:
         if not result.startswith("+OK"):
             self._offer_failed(call, agent, leg, result.removeprefix("-ERR").strip())
             return
-        self.buffer.put(
-            records.leg(
-                call,
-                leg,
-                "agent",
-                destination=agent.extension,
-                created_at=offered_at,
-                answered_at=self.clock(),
-            )
-        )
+        self._leg(call, leg, LegInput.ANSWER)
         if call.state is not CallState.OFFERING or call.offer_leg != leg:
             # The caller left while the phone rang; the agent answered into nothing.
             self.agent_legs.pop(leg, None)
             self.roster.apply(agent.id, AgentEvent.OFFER_CANCELLED)
             with contextlib.suppress(EslError):
                 await self.port.api("uuid_kill", leg)
+            self._leg(call, leg, LegInput.HANGUP, hangup_cause="ORIGINATOR_CANCEL")
             return
         await self._connect(call, agent, leg)
 
     def _offer_failed(self, call: Call, agent: Agent, leg: str, cause: str) -> None:
         self.agent_legs.pop(leg, None)
+        self._leg(call, leg, LegInput.HANGUP, hangup_cause=cause)
         cancelled = call.state is not CallState.OFFERING or call.offer_leg != leg
         self.roster.apply(
             agent.id, AgentEvent.OFFER_CANCELLED if cancelled else AgentEvent.NO_ANSWER
@@ -374,6 +370,8 @@ class CallEngine:
             return
         call.agent_id, call.agent_leg, call.offer_leg = agent.id, leg, None
         call.agent_answered_at = self.clock()
+        self._leg(call, call.uuid, LegInput.BRIDGE)
+        self._leg(call, leg, LegInput.BRIDGE)
         self._carry(call, call.move(CallInput.BRIDGE))
         self.roster.apply(agent.id, AgentEvent.ANSWER)
         self.buffer.put(
@@ -415,17 +413,8 @@ class CallEngine:
         # recv_bye: the agent's phone hung up. send_bye: FreeSWITCH ended the leg because
         # the caller left (its hangup completes after ours) or because we killed it.
         call.agent_left_first = disposition in ("recv_bye", "recv_cancel")
-        self.buffer.put(
-            records.leg(
-                call,
-                leg,
-                "agent",
-                destination=None,
-                created_at=call.agent_answered_at or now,
-                ended_at=now,
-                hangup_cause=event.hangup_cause,
-                disposition=disposition,
-            )
+        self._leg(
+            call, leg, LegInput.HANGUP, hangup_cause=event.hangup_cause, disposition=disposition
         )
         if call.agent_id:
             self._end_agent_call(call.agent_id)
@@ -434,6 +423,7 @@ class CallEngine:
         """The caller was re-parked after the bridge: the agent is gone, the caller is not."""
         now = self.clock()
         call.agent_ended_at = call.agent_ended_at or now
+        self._leg(call, call.uuid, LegInput.UNBRIDGE)
         self.buffer.put(records.timeline(call, "agent_hung_up", now, agent=call.agent_id))
         self._carry(call, call.move(CallInput.AGENT_HANGUP))
         # Issue 4 plays the satisfaction survey here; until then the call ends.
@@ -448,18 +438,12 @@ class CallEngine:
         call.hangup_cause = event.hangup_cause
         call.hangup_disposition = event.variable("sip_hangup_disposition")
         effects = call.move(CallInput.HANGUP)
-        self.buffer.put(
-            records.leg(
-                call,
-                call.uuid,
-                "caller",
-                destination=call.hotline,
-                created_at=call.arrived_at,
-                answered_at=call.ivr_answered_at,
-                ended_at=call.ended_at,
-                hangup_cause=call.hangup_cause,
-                disposition=call.hangup_disposition,
-            )
+        self._leg(
+            call,
+            call.uuid,
+            LegInput.HANGUP,
+            hangup_cause=call.hangup_cause,
+            disposition=call.hangup_disposition,
         )
         self._carry(call, effects)
         del self.calls[call.uuid]
@@ -534,6 +518,19 @@ class CallEngine:
         except IllegalTransition:
             return False
         return True
+
+    def _leg(self, call: Call, uuid: str, event: LegInput, **facts: str | None) -> None:
+        """Move one of the call's legs and store it; an illegal move is logged and skipped."""
+        leg = call.legs.get(uuid)
+        if leg is None:
+            return
+        try:
+            leg.move(event, self.clock())
+        except IllegalTransition:
+            return
+        for name, value in facts.items():
+            setattr(leg, name, value)
+        self.buffer.put(records.leg(call, leg))
 
     def _queue(self, group: str) -> SkillGroupQueue:
         if group not in self.queues:

@@ -29,6 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
+from telephony.calls.leg import Leg
 from telephony.fsm import Machine, Rule
 
 
@@ -125,6 +126,7 @@ class Call:
     offered_agent: str | None = None
     offer_leg: str | None = None
     tried_agents: set[str] = field(default_factory=set)
+    legs: dict[str, Leg] = field(default_factory=dict)
     recording_id: str | None = None
     recording_path: str | None = None
     agent_left_first: bool = False

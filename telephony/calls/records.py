@@ -11,6 +11,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from telephony.calls.leg import Leg
 from telephony.calls.model import Call
 from telephony.store.buffer import Write
 from telephony.store.models import Call as CallRow
@@ -69,31 +70,20 @@ def timeline(call: Call, kind: str, when: float, **detail: Any) -> Write:
     )
 
 
-def leg(
-    call: Call,
-    leg_uuid: str,
-    role: str,
-    *,
-    destination: str | None,
-    created_at: float,
-    answered_at: float | None = None,
-    ended_at: float | None = None,
-    hangup_cause: str | None = None,
-    disposition: str | None = None,
-) -> Write:
+def leg(call: Call, leg: Leg) -> Write:
+    """A leg's row as it stands (inserted when it starts, overwritten as it goes on)."""
     row: dict[str, Any] = {
-        "uuid": uuid.UUID(leg_uuid),
+        "uuid": uuid.UUID(leg.uuid),
         "call_uuid": uuid.UUID(call.uuid),
-        "role": role,
-        "destination": destination,
-        "created_at": at(created_at),
-        "answered_at": at(answered_at),
-        "ended_at": at(ended_at),
-        "hangup_cause": hangup_cause,
-        "disposition": disposition,
+        "role": leg.role,
+        "destination": leg.destination,
+        "created_at": at(leg.created_at),
+        "answered_at": at(leg.answered_at),
+        "ended_at": at(leg.ended_at),
+        "hangup_cause": leg.hangup_cause,
+        "disposition": leg.disposition,
     }
-    changing = ("answered_at", "ended_at", "hangup_cause", "disposition")
-    return Write(_LEGS, row, update=tuple(k for k in changing if row[k] is not None))
+    return Write(_LEGS, row, update=("answered_at", "ended_at", "hangup_cause", "disposition"))
 
 
 def queue_entry(call: Call, *, left_at: float | None = None, result: str | None = None) -> Write:

@@ -191,3 +191,28 @@ async def test_call_parked_while_no_controller_ran_is_picked_up(rig: Rig) -> Non
     cdr = await rig.wait_for(lambda: _cdr(rig, call_uuid), timeout=20)
     assert cdr["outcome"] == "answered" and cdr["agent_id"] == "a1"
     assert cdr["ivr_answered_at"] is not None
+
+
+async def test_legs_are_stored_with_their_roles_times_and_dispositions(rig: Rig) -> None:
+    await rig.add_agent("a1", "1001")
+    rig.sign_in("a1")
+    await rig.sim_api("phone", "1001", "answer_after_ms=500")
+    reply = await rig.sim_api("call", "12345", "13800138005", "hangup_after_s=5")
+    call_uuid = reply.removeprefix("+OK ").strip()
+    await rig.wait_for(lambda: _cdr(rig, call_uuid))
+    legs = await rig.wait_for(
+        lambda: rig.fetch(
+            "select role, destination, answered_at, ended_at, hangup_cause, disposition"
+            " from call_legs where call_uuid = cast(:u as uuid) and ended_at is not null"
+            " order by role",
+            u=call_uuid,
+        )
+    )
+    assert [(leg["role"], leg["destination"]) for leg in legs] == [
+        ("agent", "1001"),
+        ("caller", "12345"),
+    ]
+    agent, caller = legs
+    assert caller["disposition"] == "recv_bye"  # the citizen hung up
+    assert agent["disposition"] == "send_bye"  # FreeSWITCH then released the agent
+    assert all(leg["answered_at"] <= leg["ended_at"] for leg in legs)
