@@ -128,21 +128,6 @@ def _adopt_caller(engine: CallEngine, dump: dict[str, Any], agent_legs: dict[str
         if agent_id in engine.roster.agents:
             engine.roster.apply(agent_id, AgentEvent.RESUME_CALL)
         return
-    if state == "after_agent" or state == "connected":
-        call.state = CallState.AFTER_AGENT  # the agent is gone: end the call
-        call.agent_id = agent_id
-        call.legs[uuid] = Leg(
-            uuid,
-            "caller",
-            call.hotline,
-            call.arrived_at,
-            LegState.ANSWERED,
-            answered_at=call.ivr_answered_at,
-        )
-        engine.adopt(call)
-        engine._spawn(engine._hang_up(call), f"hangup {uuid}")
-        return
-    call.state = CallState.IVR
     call.legs[uuid] = Leg(
         uuid,
         "caller",
@@ -150,7 +135,14 @@ def _adopt_caller(engine: CallEngine, dump: dict[str, Any], agent_legs: dict[str
         call.arrived_at,
         LegState.ANSWERED,
         answered_at=call.ivr_answered_at,
-    )
+    )  # answered and not bridged: waiting, or left behind by its agent
+    if state == "after_agent" or state == "connected":
+        call.state = CallState.AFTER_AGENT  # the agent is gone: end the call
+        call.agent_id = agent_id
+        engine.adopt(call)
+        engine._spawn(engine._hang_up(call), f"hangup {uuid}")
+        return
+    call.state = CallState.IVR
     engine.adopt(call)
     queued_at = call.queued_at
     engine.enqueue(call, dump.get("variable_hold_music"))
