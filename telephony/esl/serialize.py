@@ -32,13 +32,27 @@ def _items(headers: HeaderItems) -> Iterable[tuple[str, str]]:
     return headers.items() if isinstance(headers, Mapping) else headers
 
 
-def event_plain(headers: HeaderItems, body: str | None = None) -> bytes:
-    """A whole ``text/event-plain`` frame."""
-    lines = [
-        f"{name}: {url_encode(value)}\n"
-        for name, value in _items(headers)
-        if name != "Content-Length"
-    ]
+def event_plain(
+    headers: HeaderItems,
+    body: str | None = None,
+    *,
+    line_cache: dict[tuple[str, str], str] | None = None,
+) -> bytes:
+    """A whole ``text/event-plain`` frame.
+
+    ``line_cache`` memoises encoded ``Name: value`` lines across calls (a channel's
+    variables repeat in every one of its events); the caller bounds its size.
+    """
+    lines = []
+    for item in _items(headers):
+        if item[0] == "Content-Length":
+            continue
+        line = line_cache.get(item) if line_cache is not None else None
+        if line is None:
+            line = f"{item[0]}: {url_encode(item[1])}\n"
+            if line_cache is not None:
+                line_cache[item] = line
+        lines.append(line)
     if body is not None:
         raw = body.encode("utf-8")
         lines.append(f"Content-Length: {len(raw)}\n\n")

@@ -26,7 +26,7 @@ from telephony.esl.serialize import (
     command_reply,
     disconnect_notice,
     event_json,
-    url_encode,
+    event_plain,
 )
 from telephony.sim import api as sim_api
 from telephony.sim.apps import run_app
@@ -47,27 +47,11 @@ _LINE_CACHE_MAX = 200_000
 
 
 def event_plain_cached(headers: list[tuple[str, str]], body: str | None = None) -> bytes:
-    """:func:`telephony.esl.serialize.event_plain`, byte for byte, with the encoded header
-    lines memoised: a channel's ~150 variables repeat in every one of its events."""
-    cache = _LINE_CACHE
-    if len(cache) > _LINE_CACHE_MAX:
-        cache.clear()
-    lines = []
-    for item in headers:
-        if item[0] == "Content-Length":
-            continue
-        line = cache.get(item)
-        if line is None:
-            line = cache[item] = f"{item[0]}: {url_encode(item[1])}\n"
-        lines.append(line)
-    if body is not None:
-        raw = body.encode("utf-8")
-        lines.append(f"Content-Length: {len(raw)}\n\n")
-        inner = "".join(lines).encode("utf-8") + raw
-    else:
-        lines.append("\n")
-        inner = "".join(lines).encode("utf-8")
-    return b"Content-Length: %d\nContent-Type: text/event-plain\n\n" % len(inner) + inner
+    """:func:`telephony.esl.serialize.event_plain` with the encoded header lines memoised
+    across events: a channel's ~150 variables repeat in every one of its events."""
+    if len(_LINE_CACHE) > _LINE_CACHE_MAX:
+        _LINE_CACHE.clear()
+    return event_plain(headers, body, line_cache=_LINE_CACHE)
 
 
 class Connection:
