@@ -13,6 +13,11 @@ set say how far the call had come and when. Then:
   is put back ``in_call``, and the CDR is completed when the call ends;
 * ``after_agent``: the agent had left; the call is ended.
 
+Agents the stored state shows ringing, in a call or in wrap-up, but whom no
+re-adopted call needs, are released (their offer, call or wrap-up timer died
+with the previous process). With several nodes, an agent's call on a node
+not yet re-adopted is not known here: one node per control plane for now.
+
 ``show channels`` lags (it still lists channels destroyed a moment ago), so a
 channel whose dump fails is skipped.
 """
@@ -88,6 +93,7 @@ async def adopt_node(engine: CallEngine) -> None:
             with contextlib.suppress(EslError):
                 await engine.port.api("uuid_kill", leg)
     log.info("re-adoption done", extra={"node": engine.port.node, "calls": adopted})
+    engine.release_stale_agents()
     engine.route()
 
 

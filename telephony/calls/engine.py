@@ -503,6 +503,22 @@ class CallEngine:
             self.settings.wrap_up_s, self._wrap_up_done, agent_id
         )
 
+    def release_stale_agents(self) -> None:
+        """After re-adoption: agents left ringing, talking or wrapping up with no live call
+        (the offer, the call or the wrap-up timer died with the previous process) go on."""
+        engaged = {c.agent_id for c in self.calls.values()} | {
+            c.offered_agent for c in self.calls.values() if c.state is CallState.OFFERING
+        }
+        for agent in list(self.roster.agents.values()):
+            if agent.id in engaged:
+                continue
+            if agent.state is AgentState.RINGING:
+                self.roster.apply(agent.id, AgentEvent.OFFER_CANCELLED)
+            elif agent.state is AgentState.IN_CALL:
+                self._end_agent_call(agent.id)
+            elif agent.state is AgentState.WRAP_UP and agent.id not in self._wrap_up_timers:
+                self.roster.apply(agent.id, AgentEvent.WRAP_UP_DONE)
+
     def _wrap_up_done(self, agent_id: str) -> None:
         self._wrap_up_timers.pop(agent_id, None)
         agent = self.roster.agents.get(agent_id)

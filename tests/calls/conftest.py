@@ -16,6 +16,7 @@ from telephony.acd.agent_state import Agent, AgentEvent
 from telephony.acd.roster import Roster
 from telephony.calls.engine import CallEngine, EngineSettings
 from telephony.esl.transport import EslConnection
+from telephony.services import agent_from_row
 from telephony.sim.server import Simulator
 from telephony.store.buffer import WriteBuffer
 from telephony.store.database import EmbeddedPostgres
@@ -56,8 +57,8 @@ async def start_controller(sim_port: int, db: AsyncEngine, recordings: Path) -> 
     buffer.start()
     roster = Roster(buffer, clock=lambda: 0.0)
     async with db.connect() as connection:
-        rows = (await connection.execute(text("select id, name, extension from agents"))).all()
-    roster.load([Agent(r.id, r.extension, name=r.name) for r in rows])
+        rows = (await connection.execute(text("select * from agents"))).all()
+    roster.load([agent_from_row(row, {}) for row in rows])  # as `serve` loads them
     calls = CallEngine(
         esl,
         roster,

@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from telephony.esl.transport import EslConnection
 from tests.calls.conftest import Rig, start_controller
@@ -216,3 +217,18 @@ async def test_legs_are_stored_with_their_roles_times_and_dispositions(rig: Rig)
     assert caller["disposition"] == "recv_bye"  # the citizen hung up
     assert agent["disposition"] == "send_bye"  # FreeSWITCH then released the agent
     assert all(leg["answered_at"] <= leg["ended_at"] for leg in legs)
+
+
+async def test_agents_left_mid_call_by_a_crash_are_released_at_restart(rig: Rig) -> None:
+    for agent_id, extension, state in (("a1", "1001", "ringing"), ("a2", "1002", "wrap_up")):
+        await rig.add_agent(agent_id, extension)
+        async with rig.db.begin() as connection:
+            await connection.execute(
+                text("update agents set state = :s where id = :i"), {"s": state, "i": agent_id}
+            )
+    await rig.restart()
+
+    async def released() -> bool:
+        return all(rig.roster.get(a).state.value == "available" for a in ("a1", "a2"))
+
+    await rig.wait_for(released)
