@@ -13,6 +13,7 @@ import click
 
 from telephony import __version__
 from telephony.config import ConfigError, Settings, describe_settings
+from telephony.ivr.cli import ivr
 from telephony.logs import configure_logging
 
 log = logging.getLogger("telephony.cli")
@@ -301,6 +302,8 @@ async def _upgrade(settings: Settings) -> None:
     finally:
         await engine.dispose()
 
+
+main.add_command(ivr)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,0 +1,190 @@
+"""Hot reload: good edits are served to new calls, broken edits are refused with file:line."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from telephony.ivr.interpreter import Queue
+from telephony.ivr.loader import Diagnostic
+from telephony.ivr.reload import FlowLibrary
+from tests.ivr.conftest import EXAMPLES, at, simulate
+
+
+@pytest.fixture
+def flows(tmp_path: Path) -> Path:
+    root = tmp_path / "ivr_flows"
+    shutil.copytree(EXAMPLES, root)
+    return root
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert old in text
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+    # Make sure the mtime moves even on coarse file systems.
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+
+
+HELP = "    group: help\n    priority: 5\n"
+
+
+def test_initial_load_serves_every_hotline(flows: Path) -> None:
+    library = FlowLibrary(flows)
+    report = library.reload()
+    assert report.ok and report.loaded == (
+        "hotline-12315",
+        "hotline-12319",
+        "hotline-12345",
+        "ticket-query",
+    )
+    for number in ("12345", "12328", "12329", "12315", "12319", "12393", "12348"):
+        assert library.for_hotline(number) is not None, number
+    assert library.for_hotline("110") is None
+
+
+async def test_good_edit_is_served_to_new_calls_and_old_calls_keep_theirs(flows: Path) -> None:
+    loaded_hook: list[str] = []
+    library = FlowLibrary(flows, on_loaded=lambda lf: loaded_hook.append(lf.id))
+    library.reload()
+    in_progress = library.for_hotline("12345")
+    assert in_progress is not None
+    old_set, old_flow = in_progress
+    ticket_before = old_set.flows["ticket-query"]
+
+    edit(flows / "hotline-12345.yaml", HELP, "    group: help\n    priority: 9\n")
+    assert library.changed()
+    report = library.reload()
+    assert report.loaded == ("hotline-12345",)
+    new_set, new_flow = library.for_hotline("12345") or (None, None)
+    assert new_flow is not None and new_flow.version != old_flow.version
+    assert new_set is not None and new_set.flows["ticket-query"] is ticket_before  # unchanged
+    assert loaded_hook[-1] == "hotline-12345"
+
+    when = at("2026-03-10T10:00")
+    new_call, _ = await simulate(new_set, "hotline-12345", ["3"], at=when)
+    old_call, _ = await simulate(old_set, "hotline-12345", ["3"], at=when)
+    assert new_call.action == Queue("help", 9)
+    assert old_call.action == Queue("help", 5)
+    assert old_call.version == old_flow.version
+
+
+def test_broken_edit_keeps_the_previous_version(
+    flows: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    errors: list[tuple[str, list[Diagnostic]]] = []
+    library = FlowLibrary(flows, on_error=lambda path, diags: errors.append((path, diags)))
+    library.reload()
+    before = library.current.flows["hotline-12345"]
+
+    edit(flows / "hotline-12345.yaml", "      3: help\n", "      3: helpp\n")
+    with caplog.at_level(logging.ERROR, logger="telephony.ivr.reload"):
+        report = library.reload()
+    assert not report.ok
+    ((path, diags),) = errors
+    assert path.endswith("hotline-12345.yaml")
+    assert [d.line for d in diags] == [47, 79]
+    assert "unknown node 'helpp'" in diags[0].message
+    assert library.current.flows["hotline-12345"] is before
+    record = next(r for r in caplog.records if r.getMessage().startswith("ivr flow rejected"))
+    assert record.__dict__["line"] == 47
+    assert record.__dict__["kept_previous"] is True
+    assert f"{path}:47: unknown node 'helpp'" in record.getMessage()
+
+    # Undoing the edit: the content is the served version's again, nothing to load.
+    edit(flows / "hotline-12345.yaml", "      3: helpp\n", "      3: help\n")
+    report = library.reload()
+    assert report.ok and report.loaded == ()
+    assert library.current.flows["hotline-12345"] is before
+
+
+def test_yaml_syntax_error_keeps_the_previous_version(flows: Path) -> None:
+    library = FlowLibrary(flows)
+    library.reload()
+    before = library.current.flows["hotline-12315"]
+    (flows / "hotline-12315.yaml").write_text("start: [unclosed\n", encoding="utf-8")
+    report = library.reload()
+    assert list(report.rejected) and "invalid YAML" in str(next(iter(report.rejected.values()))[0])
+    assert library.current.flows["hotline-12315"] is before
+    assert library.for_hotline("12315") is not None
+
+
+def test_new_broken_file_is_not_served(flows: Path) -> None:
+    library = FlowLibrary(flows)
+    library.reload()
+    (flows / "hotline-12333.yaml").write_text(
+        'hotlines: ["12333"]\nstart: a\nnodes:\n  a: {type: queue, group: nobody}\n',
+        encoding="utf-8",
+    )
+    report = library.reload()
+    assert "hotline-12333" not in library.current.flows
+    (diag,) = next(iter(report.rejected.values()))
+    assert diag.line == 4 and "unknown skill group 'nobody'" in diag.message
+
+
+def test_edit_that_breaks_another_file_is_refused(flows: Path) -> None:
+    library = FlowLibrary(flows)
+    library.reload()
+    before = library.current
+    (flows / "ticket-query.yaml").unlink()  # still used by hotline-12345 as a sub-flow
+    report = library.reload()
+    assert not report.ok
+    assert library.current.flows["ticket-query"] is before.flows["ticket-query"]
+    assert library.current.flows["hotline-12345"] is before.flows["hotline-12345"]
+
+
+def test_hotline_claimed_twice_refuses_the_new_claim(flows: Path) -> None:
+    library = FlowLibrary(flows)
+    library.reload()
+    edit(flows / "hotline-12319.yaml", 'hotlines: ["12319"]', 'hotlines: ["12319", "12345"]')
+    report = library.reload()
+    assert not report.ok
+    assert library.for_hotline("12345") is not None
+    assert library.current.for_hotline("12345").id == "hotline-12345"  # type: ignore[union-attr]
+
+
+def test_skill_group_removed_while_used_keeps_previous_groups(flows: Path) -> None:
+    library = FlowLibrary(flows)
+    library.reload()
+    edit(flows / "skill_groups.yaml", "  - {id: help, name: 求助}\n", "")
+    report = library.reload()
+    assert not report.ok
+    assert "help" in library.current.skill_groups
+    assert set(library.current.flows) == {
+        "hotline-12315",
+        "hotline-12319",
+        "hotline-12345",
+        "ticket-query",
+    }
+
+
+def test_removed_file_is_removed(flows: Path) -> None:
+    library = FlowLibrary(flows)
+    library.reload()
+    (flows / "hotline-12319.yaml").unlink()
+    report = library.reload()
+    assert report.removed == ("hotline-12319",)
+    assert library.for_hotline("12319") is None
+
+
+async def test_watcher_reloads_on_change(flows: Path) -> None:
+    library = FlowLibrary(flows)
+    library.reload()
+    version = library.current.flows["hotline-12345"].version
+    library.start(interval=0.02)
+    try:
+        edit(flows / "hotline-12345.yaml", HELP, "    group: help\n    priority: 8\n")
+        for _ in range(200):
+            await asyncio.sleep(0.01)
+            if library.current.flows["hotline-12345"].version != version:
+                break
+        assert library.current.flows["hotline-12345"].version != version
+    finally:
+        await library.stop()
+    assert library._task is None
