@@ -128,6 +128,11 @@ class Settings(BaseSettings):
         return self.recordings_dir or self.data_dir / "recordings"
 
     @property
+    def voicemail(self) -> Path:
+        """Where callers' voice messages are recorded (``<recordings>/voicemail``)."""
+        return self.recordings / "voicemail"
+
+    @property
     def embedded_postgres_dir(self) -> Path:
         """Where the embedded PostgreSQL keeps its cluster when ``DATABASE_URL`` is unset."""
         return self.data_dir / "postgres"

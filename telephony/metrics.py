@@ -14,6 +14,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     GCCollector,
+    Histogram,
     PlatformCollector,
     ProcessCollector,
     generate_latest,
@@ -75,6 +76,25 @@ class Metrics:
             "telephony_agents",
             "Agents by state (logged_out, available, busy, ringing, in_call, wrap_up)",
             ["state"],
+            registry=r,
+        )
+
+        self.ivr_reaction = Histogram(
+            "telephony_ivr_reaction_seconds",
+            "From a key press (DTMF) to the next prompt starting; the contract asks < 1 s",
+            buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 5.0),
+            registry=r,
+        )
+        self.ivr_flow_rejected = Counter(
+            "telephony_ivr_flow_rejected",
+            "Flow files rejected on (re)load; the previous version kept serving",
+            ["file"],
+            registry=r,
+        )
+        self.ivr_flows_finished = Counter(
+            "telephony_ivr_flows_finished",
+            "IVR flows run to their end, by flow and final action",
+            ["flow", "action"],
             registry=r,
         )
 

@@ -36,17 +36,20 @@ from telephony.calls.model import Call, CallState
 from telephony.config import Settings
 from telephony.esl.port import EslError, SwitchPort
 from telephony.esl.transport import EslConnection
+from telephony.ivr.flows_port import EngineFlows
+from telephony.ivr.service import IvrService, IvrSettings
 from telephony.metrics import Metrics
 from telephony.store.buffer import WriteBuffer
 from telephony.store.database import EmbeddedPostgres, create_engine
 from telephony.store.migrate import upgrade
 from telephony.store.models import Agent as AgentRow
-from telephony.store.models import AgentSkill, Hotline, table_of
+from telephony.store.models import AgentSkill, BlockedNumber, Hotline, table_of
 
 log = logging.getLogger(__name__)
 _AGENTS = table_of(AgentRow)
 _SKILLS = table_of(AgentSkill)
 _HOTLINES = table_of(Hotline)
+_BLOCKED = table_of(BlockedNumber)
 DATABASE_CHECK_TIMEOUT = 2.0
 
 
@@ -290,6 +293,14 @@ def attach_call_engine(services: Services) -> None:
         ring_timeout_s=max(1, round(settings.ring_timeout_seconds)),
         wrap_up_s=settings.wrap_up_seconds,
     )
+    flows = EngineFlows(
+        IvrService(
+            IvrSettings(flows_dir=settings.ivr_flows, voicemail_dir=str(settings.voicemail)),
+            blocked=lambda number: is_blocked(services.database, number),
+            hooks=IvrMetrics(services.metrics),
+        )
+    )
+    services.components.append(flows.service)
     engines: list[CallEngine] = []
     for address in settings.nodes:
         connection = EslConnection(address)
@@ -300,6 +311,7 @@ def attach_call_engine(services: Services) -> None:
             engine_settings,
             clock=services.clock,
             metrics=services.metrics,
+            flows=flows,
         )
         engines.append(engine)
         services.switches.append(connection)
@@ -313,6 +325,35 @@ def attach_call_engine(services: Services) -> None:
     directory = EngineDirectory(engines)
     services.calls = directory
     services.components.insert(0, _HotlineAreas(services.database, directory))
+
+
+class IvrMetrics:
+    """The IVR's measurements, into the process's metrics."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def reaction(self, seconds: float) -> None:
+        self.metrics.ivr_reaction.observe(seconds)
+
+    def reload_error(self, path: str, errors: int) -> None:
+        self.metrics.ivr_flow_rejected.labels(path).inc()
+
+    def flow_finished(self, flow: str, action: str) -> None:
+        self.metrics.ivr_flows_finished.labels(flow, action).inc()
+
+
+async def is_blocked(database: AsyncEngine, number: str) -> bool:
+    """Whether calls from ``number`` are refused; if the database cannot say, they are not."""
+    try:
+        async with database.connect() as connection:
+            found = await connection.scalar(
+                select(_BLOCKED.c.number).where(_BLOCKED.c.number == number)
+            )
+    except Exception as exc:  # an outage must not stop calls: serve rather than refuse
+        log.warning("blocked-number check failed", extra={"number": number, "error": str(exc)})
+        return False
+    return found is not None
 
 
 class _HotlineAreas:

@@ -45,8 +45,9 @@ from telephony.acd.agent_state import Agent, AgentEvent, AgentState
 from telephony.acd.queue import SkillGroupQueue, longest_idle_agent
 from telephony.acd.roster import Roster
 from telephony.calls import records
+from telephony.calls.flows import CallFlows, FlowOutcome
 from telephony.calls.leg import Leg, LegInput
-from telephony.calls.model import Call, CallEffect, CallInput, CallState
+from telephony.calls.model import Call, CallEffect, CallInput, CallState, Outcome
 from telephony.esl import commands
 from telephony.esl.messages import Event
 from telephony.esl.port import (
@@ -90,8 +91,10 @@ class CallEngine:
         settings: EngineSettings,
         clock: Callable[[], float] = time.time,
         metrics: Metrics | None = None,
+        flows: CallFlows | None = None,
     ) -> None:
         self.port = port
+        self.flows = flows
         self.metrics = metrics or Metrics()
         self.roster = roster
         self.buffer = buffer
@@ -134,6 +137,8 @@ class CallEngine:
                 log.warning("node lost; calls stay in FreeSWITCH", extra={"node": event.node})
             else:
                 self.metrics.esl_events.labels(self.port.node, event.name).inc()
+                if self.flows is not None:
+                    self.flows.feed(event)
                 handler = _HANDLERS.get(event.name)
                 if handler is not None:
                     handler(self, event)
@@ -224,7 +229,7 @@ class CallEngine:
         )
 
     async def _intake(self, call: Call, hold_music: str | None) -> None:
-        """Answer, greet, queue: the path of every new call (the IVR of issue 4 goes here)."""
+        """Answer, run the hotline's IVR flow (or play the greeting), then act on its outcome."""
         try:
             await self.port.execute(call.uuid, "answer")
             if not self._move(call, CallInput.ANSWER):
@@ -238,12 +243,56 @@ class CallEngine:
             await self._mark(
                 call, tel_arrived_at=call.arrived_at, tel_ivr_answered_at=call.ivr_answered_at
             )
-            await self.port.execute(call.uuid, "playback", self.settings.greeting)
-            self.enqueue(call, hold_music)
+            outcome = None
+            if self.flows is not None:
+                outcome = await self.flows.run(
+                    self.port, call.uuid, hotline=call.hotline, caller=call.caller
+                )
+            if outcome is None:
+                await self.port.execute(call.uuid, "playback", self.settings.greeting)
+                self.enqueue(call, hold_music)
+            else:
+                await self._after_flow(call, outcome, hold_music)
         except EslChannelGone:
             pass  # the caller hung up; the hangup handler has ended the call
         except EslError as exc:
             log.warning("call intake failed", extra={"call": call.uuid, "error": str(exc)})
+
+    async def _after_flow(self, call: Call, outcome: FlowOutcome, hold_music: str | None) -> None:
+        """Carry out how the IVR flow ended: queue, transfer, or end the call."""
+        if call.state is not CallState.IVR:
+            return  # the caller hung up during the flow
+        call.ivr_keys = outcome.keys
+        self.buffer.put(
+            records.timeline(
+                call,
+                "ivr_done",
+                self.clock(),
+                flow=outcome.flow,
+                version=outcome.version,
+                action=outcome.action,
+                keys=outcome.keys,
+                group=outcome.group,
+            )
+        )
+        if outcome.action == "queue":
+            call.skill_group = outcome.group or self.settings.default_group
+            call.priority = outcome.priority
+            self.enqueue(call, hold_music)
+            return
+        if outcome.action == "transfer" and outcome.number:
+            call.ivr_outcome = Outcome.TRANSFERRED
+            await self.port.api(
+                "uuid_transfer", call.uuid, *commands.transfer_args(outcome.number, "outbound")
+            )
+            return
+        call.ivr_outcome = {
+            "blocked": Outcome.BLOCKED,
+            "voicemail": Outcome.VOICEMAIL,
+        }.get(outcome.action, Outcome.SELF_SERVICE)
+        await self.port.hangup(
+            call.uuid, "CALL_REJECTED" if outcome.action == "blocked" else "NORMAL_CLEARING"
+        )
 
     def enqueue(self, call: Call, hold_music: str | None = None) -> None:
         """Put a call in its skill group's queue, start music on hold, and route."""
@@ -426,8 +475,20 @@ class CallEngine:
         self._leg(call, call.uuid, LegInput.UNBRIDGE)
         self.buffer.put(records.timeline(call, "agent_hung_up", now, agent=call.agent_id))
         self._carry(call, call.move(CallInput.AGENT_HANGUP))
-        # Issue 4 plays the satisfaction survey here; until then the call ends.
-        self._spawn(self._hang_up(call), f"hangup {call.uuid}")
+        self._spawn(self._survey_then_hang_up(call), f"survey {call.uuid}")
+
+    async def _survey_then_hang_up(self, call: Call) -> None:
+        """The agent hung up first: the caller hears the flow's survey (按键满意率)."""
+        if self.flows is not None and call.agent_left_first:
+            try:
+                score = await self.flows.survey(self.port, call.uuid, caller=call.caller)
+            except EslError:
+                score = None  # the caller left during the survey
+            if score is not None:
+                call.survey_score = score
+                self.buffer.put(records.timeline(call, "survey", self.clock(), score=score))
+                self.buffer.put(records.cdr(call))
+        await self._hang_up(call)
 
     async def _hang_up(self, call: Call) -> None:
         with contextlib.suppress(EslError):
@@ -449,6 +510,8 @@ class CallEngine:
         del self.calls[call.uuid]
         self.metrics.calls_in_progress.set(len(self.calls))
         self.metrics.call_outcomes.labels(call.outcome.value).inc()
+        if self.flows is not None:
+            self.flows.forget(call.uuid)
 
     def _carry(self, call: Call, effects: tuple[CallEffect, ...]) -> None:
         """Carry out the effects the call state machine asked for."""

@@ -67,6 +67,10 @@ class Outcome(Enum):
     ABANDONED_IN_IVR = "abandoned_in_ivr"
     BLOCKED = "blocked"
     FAILED = "failed"
+    # Ended by the IVR flow itself (self-service), not by the caller leaving it.
+    SELF_SERVICE = "self_service"
+    VOICEMAIL = "voicemail"
+    TRANSFERRED = "transferred"
 
 
 St, In, Fx = CallState, CallInput, CallEffect
@@ -133,6 +137,9 @@ class Call:
     hangup_cause: str | None = None
     hangup_disposition: str | None = None
     last_state: CallState = CallState.PARKED
+    ivr_keys: str = ""
+    ivr_outcome: Outcome | None = None  # the flow ended the call (blocked, voicemail, ...)
+    survey_score: int | None = None
 
     def move(self, event: CallInput) -> tuple[CallEffect, ...]:
         """Apply ``event`` with the call state machine; returns the effects to carry out."""
@@ -142,7 +149,10 @@ class Call:
 
     @property
     def outcome(self) -> Outcome:
-        return outcome_of(self.last_state if self.state is CallState.ENDED else self.state)
+        state = self.last_state if self.state is CallState.ENDED else self.state
+        if self.ivr_outcome is not None and state in (CallState.PARKED, CallState.IVR):
+            return self.ivr_outcome
+        return outcome_of(state)
 
     @property
     def hung_up_by(self) -> str:

@@ -51,6 +51,8 @@ def cdr(call: Call) -> Write:
         "hangup_cause": call.hangup_cause,
         "outcome": call.outcome.value if call.ended_at is not None else None,
         "recording_id": uuid.UUID(call.recording_id) if call.recording_id else None,
+        "survey_score": call.survey_score,
+        "ivr_path": call.ivr_keys or None,
     }
     return Write(_CALLS, row, update=tuple(k for k in row if k != "uuid"))
 

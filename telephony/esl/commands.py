@@ -194,6 +194,19 @@ def originate_args(
     return [f"{block}{endpoint}", f"&{app}({app_arg})"]
 
 
+_NUMBER = re.compile(r"^\+?[0-9*#]{1,32}$")
+_CONTEXT = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def transfer_args(number: str, context: str, dialplan: str = "XML") -> list[str]:
+    """Arguments of ``uuid_transfer <uuid> ...`` after the uuid: ``NUMBER XML CONTEXT``."""
+    return [
+        _match(_NUMBER, number, "telephone number"),
+        _match(_CONTEXT, dialplan, "dialplan"),
+        _match(_CONTEXT, context, "dialplan context"),
+    ]
+
+
 def setvar_multi(uuid: str, variables: Mapping[str, str]) -> list[str]:
     """Arguments of ``uuid_setvar_multi``: ``<uuid> a=1;b=2`` (values must not hold ``;``)."""
     items = []

@@ -231,6 +231,16 @@ class AuditEntry(Base):
     remote_addr: Mapped[str | None] = mapped_column(String(64))
 
 
+class BlockedNumber(Base):
+    """A number whose calls are refused (拦截恶意号码), who blocked it and why."""
+
+    __tablename__ = "blocked_numbers"
+    number: Mapped[str] = mapped_column(String(64), primary_key=True)
+    reason: Mapped[str | None] = mapped_column(String(256))
+    created_by: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
 def table_of(model: type[Base]) -> Table:
     """The Core table behind a model (typed as ``Table``, which ``__table__`` is not)."""
     table = model.__table__

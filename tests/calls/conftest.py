@@ -16,7 +16,10 @@ from telephony.acd.agent_state import Agent, AgentEvent
 from telephony.acd.roster import Roster
 from telephony.calls.engine import CallEngine, EngineSettings
 from telephony.esl.transport import EslConnection
-from telephony.services import agent_from_row
+from telephony.ivr.flows_port import EngineFlows
+from telephony.ivr.service import IvrService, IvrSettings
+from telephony.metrics import Metrics
+from telephony.services import IvrMetrics, agent_from_row, is_blocked
 from telephony.sim.server import Simulator
 from telephony.store.buffer import WriteBuffer
 from telephony.store.database import EmbeddedPostgres
@@ -34,12 +37,15 @@ class Controller:
     roster: Roster
     calls: CallEngine
     runner: asyncio.Task[None]
+    ivr: IvrService | None = None
 
     async def crash(self) -> None:
         """Stop dead: no flush of pending writes, no goodbye to FreeSWITCH."""
         self.runner.cancel()
         await self.calls.close()
         await self.esl.close()
+        if self.ivr is not None:
+            await self.ivr.stop()
         if self.buffer._task is not None:  # what a SIGKILL would lose, it loses
             self.buffer._task.cancel()
 
@@ -48,11 +54,31 @@ class Controller:
         self.runner.cancel()
         await self.esl.close()
         await self.buffer.close()
+        if self.ivr is not None:
+            await self.ivr.stop()
 
 
-async def start_controller(sim_port: int, db: AsyncEngine, recordings: Path) -> Controller:
-    """Start a controller the way `telephony serve` does, agents loaded from the database."""
+async def start_controller(
+    sim_port: int, db: AsyncEngine, recordings: Path, flows_dir: Path | None = None
+) -> Controller:
+    """Start a controller the way `telephony serve` does, agents loaded from the database.
+
+    With ``flows_dir``, calls run the IVR flows found there (reloaded every 0.1 s).
+    """
     esl = EslConnection(f"esl://:ClueCon@127.0.0.1:{sim_port}")
+    metrics = Metrics()
+    ivr: IvrService | None = None
+    if flows_dir is not None:
+        ivr = IvrService(
+            IvrSettings(
+                flows_dir=flows_dir,
+                voicemail_dir=str(recordings / "voicemail"),
+                reload_interval_s=0.1,
+            ),
+            blocked=lambda number: is_blocked(db, number),
+            hooks=IvrMetrics(metrics),
+        )
+        await ivr.start()
     buffer = WriteBuffer(db)
     buffer.start()
     roster = Roster(buffer, clock=lambda: 0.0)
@@ -64,11 +90,13 @@ async def start_controller(sim_port: int, db: AsyncEngine, recordings: Path) -> 
         roster,
         buffer,
         EngineSettings(recordings_dir=recordings, ring_timeout_s=5, wrap_up_s=0.2),
+        metrics=metrics,
+        flows=EngineFlows(ivr) if ivr is not None else None,
     )
     roster.clock = calls.clock
     runner = asyncio.create_task(calls.run())
     await esl.connect()
-    return Controller(esl, buffer, roster, calls, runner)
+    return Controller(esl, buffer, roster, calls, runner, ivr)
 
 
 @dataclass

@@ -24,6 +24,9 @@ import pytest
 from telephony.store.database import EmbeddedPostgres
 
 TELEPHONY = [sys.executable, "-m", "telephony.cli"]
+REPO = Path(__file__).resolve().parents[2]
+# The citizen presses 0 (an agent) in the 12345 menu, 5 simulated seconds after answer.
+PRESS_0 = ("dtmf=0", "dtmf_delay_ms=5000")
 
 
 def _free_port() -> int:
@@ -58,6 +61,7 @@ class Stack:
             "TELEPHONY_API_LISTEN": f"127.0.0.1:{self.api_port}",
             "TELEPHONY_DATA_DIR": str(root),
             "TELEPHONY_WRAP_UP_SECONDS": "0.5",
+            "TELEPHONY_IVR_FLOWS": str(REPO / "ivr_flows"),
         }
         self.env.pop("DATABASE_URL", None)
         self.sim: subprocess.Popen[bytes] | None = None
@@ -136,12 +140,15 @@ def test_readme_walkthrough_places_a_call_and_shows_its_cdr(stack: Stack) -> Non
     stack.start_serve()
     as_admin = _sign_in_agent(stack)
     assert stack.cli("esl-api", "sim", "phone", "1001", "answer_after_ms=1000") == "+OK"
-    reply = stack.cli("esl-api", "sim", "call", "12345", "13800138000", "hangup_after_s=10")
+    reply = stack.cli(
+        "esl-api", "sim", "call", "12345", "13800138000", *PRESS_0, "hangup_after_s=20"
+    )
     call_uuid = reply.removeprefix("+OK ")
 
     cdr = _until(lambda: _record(stack, as_admin, call_uuid), 30, "the CDR")
     assert cdr["outcome"] == "answered" and cdr["agent_id"] == "a1"
     assert cdr["hung_up_by"] == "caller" and cdr["recording_id"]
+    assert cdr["ivr_path"] == "0"
     assert cdr["arrived_at"] <= cdr["queued_at"] <= cdr["agent_answered_at"] <= cdr["ended_at"]
 
 
@@ -149,7 +156,8 @@ def test_serve_killed_while_bridged_readopts_the_call_and_completes_its_cdr(stac
     stack.start_serve()
     as_admin = _sign_in_agent(stack)
     stack.cli("esl-api", "sim", "phone", "1001", "answer_after_ms=1000")
-    call_uuid = stack.cli("esl-api", "sim", "call", "12345", "13800138001").removeprefix("+OK ")
+    call_uuid = stack.cli("esl-api", "sim", "call", "12345", "13800138001", *PRESS_0)
+    call_uuid = call_uuid.removeprefix("+OK ")
 
     def talking() -> bool:
         live = stack.http.get(f"/v1/calls/{call_uuid}", headers=as_admin)

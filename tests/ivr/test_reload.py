@@ -82,6 +82,9 @@ def test_broken_edit_keeps_the_previous_version(
     library = FlowLibrary(flows, on_error=lambda path, diags: errors.append((path, diags)))
     library.reload()
     before = library.current.flows["hotline-12345"]
+    lines = (flows / "hotline-12345.yaml").read_text(encoding="utf-8").splitlines()
+    option_line = lines.index("      3: help") + 1  # the edited option
+    node_line = lines.index("  help:") + 1  # the node it no longer reaches
 
     edit(flows / "hotline-12345.yaml", "      3: help\n", "      3: helpp\n")
     with caplog.at_level(logging.ERROR, logger="telephony.ivr.reload"):
@@ -89,13 +92,13 @@ def test_broken_edit_keeps_the_previous_version(
     assert not report.ok
     ((path, diags),) = errors
     assert path.endswith("hotline-12345.yaml")
-    assert [d.line for d in diags] == [47, 79]
+    assert [d.line for d in diags] == [option_line, node_line]
     assert "unknown node 'helpp'" in diags[0].message
     assert library.current.flows["hotline-12345"] is before
     record = next(r for r in caplog.records if r.getMessage().startswith("ivr flow rejected"))
-    assert record.__dict__["line"] == 47
+    assert record.__dict__["line"] == option_line
     assert record.__dict__["kept_previous"] is True
-    assert f"{path}:47: unknown node 'helpp'" in record.getMessage()
+    assert f"{path}:{option_line}: unknown node 'helpp'" in record.getMessage()
 
     # Undoing the edit: the content is the served version's again, nothing to load.
     edit(flows / "hotline-12345.yaml", "      3: helpp\n", "      3: help\n")

@@ -27,11 +27,10 @@ def test_simulate_ticket_query_path() -> None:
     assert lines[0].startswith("flow hotline-12345 (version ")
     assert "at 2026-03-10T10:00:00+08:00, caller 13800138000 -> 12345" in lines[0]
     steps = [" ".join(line.split()) for line in lines[1:]]
-    assert steps[:4] == [
+    assert steps[:3] == [
         "blocked branch caller 13800138000 is not blocked -> welcome",
         "welcome play prompts/12345/welcome.wav",
-        "hours branch business hours at 2026-03-10 Tue 10:00: open -> main_menu",
-        "main_menu play prompts/12345/menu_main.wav",
+        "main_menu play prompts/12345/menu_main.wav",  # 12345 is served 7x24
     ]
     assert "main_menu keys 1" in steps
     assert "ticket_query subflow enter ticket-query" in steps
@@ -44,9 +43,15 @@ def test_simulate_ticket_query_path() -> None:
 
 
 def test_simulate_out_of_hours_takes_a_message() -> None:
-    out = run("ivr_flows/hotline-12345.yaml", "--at", "2026-02-10T22:00")
+    out = run("ivr_flows/hotline-12315.yaml", "--at", "2026-02-10T22:00")
     assert "business hours at 2026-02-10 Tue 22:00: closed -> closed" in out
-    assert "=> voice message for mailbox '12345'" in out
+    assert "=> voice message for mailbox '12315'" in out
+
+
+def test_12345_is_served_round_the_clock() -> None:
+    out = run("ivr_flows/hotline-12345.yaml", "--digits", "0", "--at", "2026-02-10T03:00")
+    assert "business hours" not in out
+    assert "=> queue in skill group 'general'" in out
 
 
 def test_simulate_holiday_and_timeouts() -> None:

@@ -1,0 +1,179 @@
+"""Hotline calls through their IVR flow on the engine: menu, queue, survey, blocked, reload."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from telephony.esl.messages import Event
+from telephony.esl.transport import EventStream
+from tests.calls.conftest import Rig, start_controller
+
+REPO = Path(__file__).resolve().parents[2]
+
+FLOW = """\
+name: test 12345
+hotlines: ["12345"]
+survey:
+  prompt: prompts/common/survey.wav
+  invalid_prompt: prompts/common/invalid.wav
+  thanks: prompts/common/survey_thanks.wav
+start: blocked
+nodes:
+  blocked:
+    type: blocked_check
+    prompt: prompts/common/blocked.wav
+    next: menu
+  menu:
+    type: menu
+    prompt: prompts/12345/menu_main.wav
+    options:
+      1: {one}
+      0: {zero}
+    invalid_prompt: prompts/common/invalid.wav
+    timeout_prompt: prompts/common/timeout.wav
+    fallback: agent
+  consult:
+    type: queue
+    group: consult
+    priority: 2
+    prompt: prompts/common/to_agent.wav
+  agent:
+    type: queue
+    group: general
+    prompt: prompts/common/to_agent.wav
+"""
+
+
+def _write_flow(folder: Path, one: str = "consult", zero: str = "agent") -> None:
+    text = FLOW.format(one=one, zero=zero)
+    (folder / "hotline-12345.yaml").write_text(text, encoding="utf-8")
+
+
+@pytest.fixture
+async def ivr_rig(rig: Rig, tmp_path: Path) -> AsyncIterator[tuple[Rig, Path]]:
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    shutil.copytree(REPO / "ivr_flows" / "prompts", flows / "prompts")
+    (flows / "skill_groups.yaml").write_text(
+        "skill_groups:\n  - {id: general, name: General}\n  - {id: consult, name: Consult}\n",
+        encoding="utf-8",
+    )
+    _write_flow(flows)
+    await rig.controller.stop()
+    rig.controller = await start_controller(rig.sim_port, rig.db, rig.recordings, flows)
+    yield rig, flows
+
+
+async def _event(stream: EventStream, match: Callable[[Event], bool], timeout: float = 10) -> Event:
+    async with asyncio.timeout(timeout):
+        async for item in stream:
+            if isinstance(item, Event) and match(item):
+                return item
+    raise AssertionError("event stream ended")
+
+
+def _prompt_started(uuid: str, name: str) -> Callable[[Event], bool]:
+    return lambda e: (
+        e.name == "PLAYBACK_START"
+        and e.unique_id == uuid
+        and (e.get("Playback-File-Path") or "").endswith(name)
+    )
+
+
+async def _cdr(rig: Rig, call_uuid: str) -> dict[str, object] | None:
+    rows = await rig.fetch(
+        "select * from calls where uuid = cast(:u as uuid) and ended_at is not null", u=call_uuid
+    )
+    return dict(rows[0]) if rows else None
+
+
+async def _call(rig: Rig, caller: str, *extra: str) -> str:
+    reply = await rig.sim_api("call", "12345", caller, *extra)
+    return reply.removeprefix("+OK ").strip()
+
+
+async def test_menu_key_queues_by_skill_and_the_survey_score_is_stored(
+    ivr_rig: tuple[Rig, Path],
+) -> None:
+    rig, _ = ivr_rig
+    await rig.add_agent("a1", "1001", consult=1)
+    rig.sign_in("a1")
+    await rig.sim_api("phone", "1001", "answer_after_ms=500")
+    stream = rig.esl.events()
+    call_uuid = await _call(rig, "13800138100")
+
+    await _event(stream, _prompt_started(call_uuid, "menu_main.wav"))
+    await rig.sim_api("dtmf", call_uuid, "1")
+
+    async def connected() -> str | None:
+        call = rig.controller.calls.calls.get(call_uuid)
+        return call.agent_leg if call is not None and call.state.value == "connected" else None
+
+    agent_leg = await rig.wait_for(connected)
+    await rig.sim_api("hangup", agent_leg)  # the agent hangs up first: the survey follows
+    await _event(stream, _prompt_started(call_uuid, "survey.wav"))
+    await rig.sim_api("dtmf", call_uuid, "5")
+
+    cdr = await rig.wait_for(lambda: _cdr(rig, call_uuid))
+    assert cdr["skill_group_id"] == "consult" and cdr["agent_id"] == "a1"
+    assert cdr["ivr_path"] == "1"
+    assert cdr["survey_score"] == 5
+    assert (cdr["outcome"], cdr["hung_up_by"]) == ("answered", "agent")
+    kinds = [
+        s["kind"]
+        for s in await rig.fetch(
+            "select kind from call_events where call_uuid = cast(:u as uuid) order by at",
+            u=call_uuid,
+        )
+    ]
+    assert kinds.index("ivr_done") < kinds.index("queued") < kinds.index("connected")
+    assert kinds.index("agent_hung_up") < kinds.index("survey") < kinds.index("ended")
+    registry = rig.controller.calls.metrics.registry
+    assert registry.get_sample_value("telephony_ivr_reaction_seconds_count") >= 2
+
+
+async def test_a_blocked_caller_is_refused_and_the_cdr_says_blocked(
+    ivr_rig: tuple[Rig, Path],
+) -> None:
+    rig, _ = ivr_rig
+    async with rig.db.begin() as connection:
+        await connection.execute(
+            text("insert into blocked_numbers (number, reason) values ('13900000666', 'test')")
+        )
+    call_uuid = await _call(rig, "13900000666")
+    cdr = await rig.wait_for(lambda: _cdr(rig, call_uuid))
+    assert cdr["outcome"] == "blocked"
+    assert cdr["queued_at"] is None and cdr["agent_id"] is None
+
+
+async def test_flow_edits_serve_new_calls_and_a_broken_edit_keeps_the_last_good_one(
+    ivr_rig: tuple[Rig, Path],
+) -> None:
+    rig, flows = ivr_rig
+    stream = rig.esl.events()
+
+    async def call_pressing_one(caller: str) -> dict[str, object]:
+        call_uuid = await _call(rig, caller, "hangup_after_s=30")
+        await _event(stream, _prompt_started(call_uuid, "menu_main.wav"))
+        await rig.sim_api("dtmf", call_uuid, "1")
+        return await rig.wait_for(lambda: _cdr(rig, call_uuid), timeout=20)
+
+    assert (await call_pressing_one("13800000001"))["skill_group_id"] == "consult"
+
+    _write_flow(flows, one="agent", zero="consult")  # key 1 now goes to the general queue
+    await asyncio.sleep(0.5)
+    assert (await call_pressing_one("13800000002"))["skill_group_id"] == "general"
+
+    (flows / "hotline-12345.yaml").write_text("name: broken\nnodes: [\n", encoding="utf-8")
+    await asyncio.sleep(0.5)
+    assert (await call_pressing_one("13800000003"))["skill_group_id"] == "general"
+    rejected = rig.controller.calls.metrics.registry.get_sample_value(
+        "telephony_ivr_flow_rejected_total", {"file": str(flows / "hotline-12345.yaml")}
+    )
+    assert rejected is not None and rejected >= 1
