@@ -37,6 +37,9 @@ Simulator commands (api sim ...); everything they create is simulated:
       a citizen calls DEST from CALLER -> +OK <uuid>. DIGITS are sent one every N ms
       (default 1000) after the answer; hangup_after_s counts from the answer (a call
       not answered by then is abandoned while ringing); default: wait for the far end.
+  sim calls COUNT RATE DEST CALLER_PREFIX [dtmf=...] [dtmf_delay_ms=N] [hangup_after_s=N]
+      COUNT citizens call DEST, RATE new calls per (simulated) second, from CALLER_PREFIX
+      followed by a 6-digit sequence number -> +OK COUNT (for load runs)
   sim phone EXT [answer_after_ms=N|never|reject] [expires=S]
       register an agent phone on EXT (sofia::register) -> +OK
   sim unregister EXT        the phone un-registers (sofia::unregister)
@@ -601,6 +604,24 @@ async def _sim(sw: Switch, sc: Scripts, arg: str, words: list[str]) -> tuple[str
                 hangup_after_s=float(after) if after is not None else None,
             )
             return f"+OK {ch.uuid}\n", None
+        if sub == "calls" and len(pos) >= 4:
+            count, rate = int(pos[0]), float(pos[1])
+            if count < 1 or rate <= 0:
+                raise ValueError("COUNT and RATE must be positive")
+            after = opts.get("hangup_after_s")
+            sw.spawn(
+                sc.calls_at_rate(
+                    count,
+                    rate,
+                    pos[2],
+                    pos[3],
+                    dtmf=opts.get("dtmf", ""),
+                    dtmf_delay_ms=int(opts.get("dtmf_delay_ms", "1000")),
+                    hangup_after_s=float(after) if after is not None else None,
+                ),
+                name="sim-calls",
+            )
+            return f"+OK {count}\n", None
         if sub == "phone" and pos:
             behaviour = pos[1] if len(pos) > 1 else ""
             if "answer_after_ms" in opts:

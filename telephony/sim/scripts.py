@@ -147,6 +147,32 @@ class Scripts:
             )
         return ch
 
+    async def calls_at_rate(
+        self,
+        count: int,
+        rate: float,
+        dest: str,
+        caller_prefix: str,
+        *,
+        dtmf: str = "",
+        dtmf_delay_ms: int = 1000,
+        hangup_after_s: float | None = None,
+    ) -> None:
+        """Place ``count`` calls, ``rate`` per simulated second, on a fixed schedule."""
+        clock = self.switch.clock
+        start = clock.now()
+        for n in range(count):
+            due = start + n / rate
+            if due > clock.now():
+                await clock.sleep(due - clock.now())
+            self.call(
+                dest,
+                f"{caller_prefix}{n:06d}",
+                dtmf=dtmf,
+                dtmf_delay_ms=dtmf_delay_ms,
+                hangup_after_s=hangup_after_s,
+            )
+
     async def _citizen(
         self, ch: Channel, dtmf: str, delay_ms: int, hangup_after_s: float | None
     ) -> None:

@@ -17,7 +17,7 @@ from telephony.acd.roster import Roster
 from telephony.calls.engine import CallEngine, EngineSettings
 from telephony.esl.transport import EslConnection
 from telephony.ivr.flows_port import EngineFlows
-from telephony.ivr.service import IvrService, IvrSettings
+from telephony.ivr.service import IvrHooks, IvrService, IvrSettings
 from telephony.metrics import Metrics
 from telephony.services import IvrMetrics, agent_from_row, is_blocked
 from telephony.sim.server import Simulator
@@ -59,7 +59,11 @@ class Controller:
 
 
 async def start_controller(
-    sim_port: int, db: AsyncEngine, recordings: Path, flows_dir: Path | None = None
+    sim_port: int,
+    db: AsyncEngine,
+    recordings: Path,
+    flows_dir: Path | None = None,
+    ivr_hooks: IvrHooks | None = None,
 ) -> Controller:
     """Start a controller the way `telephony serve` does, agents loaded from the database.
 
@@ -76,7 +80,7 @@ async def start_controller(
                 reload_interval_s=0.1,
             ),
             blocked=lambda number: is_blocked(db, number),
-            hooks=IvrMetrics(metrics),
+            hooks=ivr_hooks or IvrMetrics(metrics),
         )
         await ivr.start()
     buffer = WriteBuffer(db)

@@ -434,3 +434,25 @@ async def test_all_events_include_state_callstate(sim: tuple[Simulator, int]) ->
     seqs = [int(e.h["Event-Sequence"]) for e in c.events()]
     assert seqs == sorted(seqs)
     await c.close()
+
+
+async def test_sim_calls_places_count_calls_at_a_rate() -> None:
+    """`sim calls` (for load runs): every call is created and parks, callers numbered."""
+    simulator = Simulator("ClueCon", time_scale=20.0)
+    port = await simulator.start("127.0.0.1", 0)
+    client = await RawClient.connect(port)
+    try:
+        await client.wait(lambda: bool(client.frames))
+        await client.command("auth ClueCon")
+        await client.command("event plain CHANNEL_PARK")
+        reply = await client.api("sim calls 30 10 12345 139")
+        assert reply.strip() == "+OK 30"
+        await client.wait(
+            lambda: sum(1 for e in client.decoded if e.name == "CHANNEL_PARK") >= 30, 20
+        )
+        callers = {e.h["Caller-Caller-ID-Number"] for e in client.decoded}
+        assert callers == {f"139{n:06d}" for n in range(30)}
+        assert "-ERR" in await client.api("sim calls 0 10 12345 139")
+    finally:
+        await client.close()
+        await simulator.stop()
