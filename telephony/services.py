@@ -287,7 +287,7 @@ class NodeEngine:
 def attach_call_engine(services: Services) -> None:
     """Give ``services`` one ESL connection and one call engine per configured node."""
     settings = services.settings
-    settings.recordings.mkdir(parents=True, exist_ok=True)
+    settings.voicemail.mkdir(parents=True, exist_ok=True)  # and the recordings folder
     engine_settings = EngineSettings(
         recordings_dir=settings.recordings,
         ring_timeout_s=max(1, round(settings.ring_timeout_seconds)),

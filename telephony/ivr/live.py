@@ -163,8 +163,9 @@ class LiveChannel:
     ``path_for_switch`` turns a prompt's local path into the path FreeSWITCH
     sees (the flows folder is shared with the switch; by default the same
     path). ``voicemail_dir`` is where FreeSWITCH writes voice messages
-    (``<dir>/<mailbox>/<uuid>.wav``). ``blocked`` answers whether a number is
-    blocked (the engine passes its blocked-numbers lookup).
+    (``<dir>/<mailbox>-<uuid>.wav``; the folder must exist on the switch).
+    ``blocked`` answers whether a number is blocked (the engine passes its
+    blocked-numbers lookup).
     """
 
     def __init__(
@@ -278,7 +279,8 @@ class LiveChannel:
 
     async def record(self, mailbox: str, max_seconds: int, beep: bool) -> Recording | None:
         """Record a voice message for ``mailbox``."""
-        path = f"{self._voicemail_dir}/{_name(mailbox, 'mailbox')}/{self._uuid}.wav"
+        # One flat folder: `record` does not create missing folders on the switch.
+        path = f"{self._voicemail_dir}/{_name(mailbox, 'mailbox')}-{self._uuid}.wav"
         try:  # the prompt says "press # to finish"
             await self.port.api(
                 "uuid_setvar", *commands.setvar(self._uuid, "playback_terminators", "#")

@@ -46,7 +46,8 @@ Simulator commands (api sim ...); everything they create is simulated:
   sim expire EXT            the registration expires (sofia::expire)
   sim hangup UUID           the far end of UUID hangs up (BYE, recv_bye)
   sim dtmf UUID DIGITS      the far end of UUID sends RFC 2833 digits
-  sim set NAME VALUE        playback_default_ms (default 2000), linger_ms (500)
+  sim set NAME VALUE        playback_default_ms (default 2000), linger_ms (500),
+                            record_default_ms (3000: how long a voice message lasts)
   sim stats                 channels, phones and calls placed
   sim help                  this text
 """

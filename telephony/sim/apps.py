@@ -4,7 +4,8 @@ Each application is ``async def app(switch, channel, arg) -> Application-Respons
 switch fires CHANNEL_EXECUTE before and CHANNEL_EXECUTE_COMPLETE after; the apps fire
 what happens in between (PLAYBACK_START/STOP, DTMF, RECORD_START). Media takes
 simulated time: a ``tone_stream://%(on,off,hz)`` lasts on+off ms per loop,
-``silence_stream://N`` N ms, any other file ``playback_default_ms`` (``sim set``).
+``silence_stream://N`` N ms, any other file ``playback_default_ms`` (``sim set``); a
+voice message (``record``) ``record_default_ms``.
 """
 
 from __future__ import annotations
@@ -244,6 +245,24 @@ async def _record_session(sw: Switch, ch: Channel, arg: str) -> str:
     return "_none_"
 
 
+async def _record(sw: Switch, ch: Channel, arg: str) -> str:
+    """``record PATH [LIMIT_S ...]``: a voice message.
+
+    The caller speaks for ``record_default_ms`` (``sim set``), less if the limit is
+    shorter, and stops early on ``#`` or by hanging up. RECORD_START/STOP come on the
+    channel, ``record_seconds`` is set and the file is written (silence).
+    """
+    words = arg.split()
+    if not words or not ch.is_up:
+        return "_none_"
+    speaking_s = int(sw.settings.get("record_default_ms", "3000")) / 1000
+    limit_s = _int(words, 1, 0)
+    sw.record_start(ch, words[0])
+    await sw.wait(ch, min(speaking_s, limit_s) if limit_s > 0 else speaking_s, dtmf=True)
+    sw.record_stop(ch)
+    return "_none_"
+
+
 async def _log(sw: Switch, ch: Channel, arg: str) -> str:
     return "_none_"
 
@@ -292,6 +311,7 @@ APPS: dict[str, App] = {
     "eavesdrop": _listen,
     "three_way": _listen,
     "record_session": _record_session,
+    "record": _record,
     "log": _log,
     "bridge": _bridge,
 }

@@ -73,6 +73,7 @@ async def start_controller(
     metrics = Metrics()
     ivr: IvrService | None = None
     if flows_dir is not None:
+        (recordings / "voicemail").mkdir(exist_ok=True)
         ivr = IvrService(
             IvrSettings(
                 flows_dir=flows_dir,

@@ -50,6 +50,36 @@ nodes:
 """
 
 
+COLLECT_FLOW = """\
+name: ticket number, else a voice message
+hotlines: ["12328"]
+start: ticket
+nodes:
+  ticket:
+    type: collect
+    prompt: prompts/12345/menu_consult.wav
+    variable: ticket
+    min_length: 4
+    max_length: 4
+    pattern: '20\\d\\d'
+    invalid_prompt: prompts/common/invalid.wav
+    timeout: 2
+    retries: 1
+    next: found
+    fallback: message
+  found:
+    type: queue
+    group: consult
+    prompt: prompts/common/to_agent.wav
+  message:
+    type: voicemail
+    prompt: prompts/common/leave_message.wav
+    mailbox: "12328"
+    max_seconds: 30
+    goodbye: prompts/common/message_thanks.wav
+"""
+
+
 def _write_flow(folder: Path, one: str = "consult", zero: str = "agent") -> None:
     text = FLOW.format(one=one, zero=zero)
     (folder / "hotline-12345.yaml").write_text(text, encoding="utf-8")
@@ -65,6 +95,7 @@ async def ivr_rig(rig: Rig, tmp_path: Path) -> AsyncIterator[tuple[Rig, Path]]:
         encoding="utf-8",
     )
     _write_flow(flows)
+    (flows / "hotline-12328.yaml").write_text(COLLECT_FLOW, encoding="utf-8")
     await rig.controller.stop()
     rig.controller = await start_controller(rig.sim_port, rig.db, rig.recordings, flows)
     yield rig, flows
@@ -93,8 +124,8 @@ async def _cdr(rig: Rig, call_uuid: str) -> dict[str, object] | None:
     return dict(rows[0]) if rows else None
 
 
-async def _call(rig: Rig, caller: str, *extra: str) -> str:
-    reply = await rig.sim_api("call", "12345", caller, *extra)
+async def _call(rig: Rig, caller: str, *extra: str, hotline: str = "12345") -> str:
+    reply = await rig.sim_api("call", hotline, caller, *extra)
     return reply.removeprefix("+OK ").strip()
 
 
@@ -177,3 +208,39 @@ async def test_flow_edits_serve_new_calls_and_a_broken_edit_keeps_the_last_good_
         "telephony_ivr_flow_rejected_total", {"file": str(flows / "hotline-12345.yaml")}
     )
     assert rejected is not None and rejected >= 1
+
+
+async def test_collect_rejects_an_invalid_number_then_takes_a_valid_one(
+    ivr_rig: tuple[Rig, Path],
+) -> None:
+    rig, _ = ivr_rig
+    stream = rig.esl.events()
+    call_uuid = await _call(rig, "13800000011", "hangup_after_s=30", hotline="12328")
+    await _event(stream, _prompt_started(call_uuid, "menu_consult.wav"))
+    await rig.sim_api("dtmf", call_uuid, "9999")  # four digits, but not a 20xx ticket
+    await _event(stream, _prompt_started(call_uuid, "invalid.wav"))
+    await _event(stream, _prompt_started(call_uuid, "menu_consult.wav"))
+    await rig.sim_api("dtmf", call_uuid, "2026")
+    cdr = await rig.wait_for(lambda: _cdr(rig, call_uuid), timeout=20)
+    assert cdr["skill_group_id"] == "consult"
+    assert cdr["ivr_path"] == "99992026"
+
+
+async def test_retries_exhausted_fall_back_to_a_voice_message(
+    ivr_rig: tuple[Rig, Path],
+) -> None:
+    rig, _ = ivr_rig
+    call_uuid = await _call(rig, "13800000012", hotline="12328")  # never presses a key
+    cdr = await rig.wait_for(lambda: _cdr(rig, call_uuid), timeout=20)
+    assert cdr["outcome"] == "voicemail"
+    assert cdr["queued_at"] is None and cdr["ivr_path"] is None
+    message = rig.recordings / "voicemail" / f"12328-{call_uuid}.wav"
+    assert message.is_file()
+
+
+async def test_menu_timeouts_fall_back_to_the_general_queue(ivr_rig: tuple[Rig, Path]) -> None:
+    rig, _ = ivr_rig
+    call_uuid = await _call(rig, "13800000013", "hangup_after_s=60")  # no key pressed
+    cdr = await rig.wait_for(lambda: _cdr(rig, call_uuid), timeout=20)
+    assert cdr["skill_group_id"] == "general"
+    assert cdr["outcome"] == "abandoned_in_queue"

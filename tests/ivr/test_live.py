@@ -173,7 +173,7 @@ async def test_path_for_switch_and_record() -> None:
     assert port.executed == [
         ("playback", "/usr/share/ivr/a.wav"),
         ("playback", "tone_stream://%(500,0,800)"),
-        ("record", f"/var/vm/12345/{UUID}.wav 60 200 5"),
+        ("record", f"/var/vm/12345-{UUID}.wav 60 200 5"),
     ]
     assert recording is not None and recording.seconds == 7.0
     assert port.apis == [("uuid_setvar", (UUID, "playback_terminators", "#"))]
