@@ -10,7 +10,15 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from telephony import __version__
-from telephony.api import agents, call_records, calls, health, metrics, skill_groups
+from telephony.api import (
+    agents,
+    blocked_numbers,
+    call_records,
+    calls,
+    health,
+    metrics,
+    skill_groups,
+)
 from telephony.api.errors import install_error_handlers
 from telephony.services import Services
 
@@ -27,6 +35,6 @@ def create_app(services: Services) -> FastAPI:
     app = FastAPI(title="telephony", version=__version__, description=DESCRIPTION)
     app.state.services = services
     install_error_handlers(app)
-    for module in (health, metrics, agents, skill_groups, calls, call_records):
+    for module in (health, metrics, agents, skill_groups, calls, call_records, blocked_numbers):
         app.include_router(module.router)
     return app

@@ -204,3 +204,26 @@ class SkillGroupList(BaseModel):
     """Skill groups visible to the caller."""
 
     groups: list[SkillGroupView]
+
+
+PhoneNumber = Annotated[str, Field(pattern=r"^\+?[0-9]{3,20}$", description="digits, maybe +")]
+
+
+class BlockedNumberCreate(_Strict):
+    """A number whose calls are to be refused (拦截恶意号码)."""
+
+    number: PhoneNumber
+    reason: Annotated[str, Field(max_length=256)] | None = None
+
+
+class BlockedNumberView(BaseModel):
+    """A blocked number, who blocked it, when and why."""
+
+    number: str
+    reason: str | None
+    created_by: str | None
+    created_at: datetime
+
+
+class BlockedNumberList(BaseModel):
+    numbers: list[BlockedNumberView]

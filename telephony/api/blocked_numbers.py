@@ -1,0 +1,71 @@
+"""``/v1/blocked-numbers`` (拦截恶意号码): numbers whose calls the IVR refuses.
+
+Agents may block a malicious caller (the contract lists it among agent
+functions); admins and supervisors may also unblock. Admins, supervisors
+and auditors read the list. Every change is audited in its own transaction.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Response
+from sqlalchemy import delete, select
+from sqlalchemy.dialects.postgresql import insert
+
+from telephony.api.deps import AuditLog, ReportReader, ServicesDep, require_role
+from telephony.api.errors import ERROR_RESPONSES, not_found
+from telephony.api.schemas import BlockedNumberCreate, BlockedNumberList, BlockedNumberView
+from telephony.auth import Caller, Role
+from telephony.store.models import BlockedNumber, table_of
+
+router = APIRouter(
+    prefix="/v1/blocked-numbers", tags=["blocked numbers"], responses=ERROR_RESPONSES
+)
+
+_BLOCKED = table_of(BlockedNumber)
+Blocker = Annotated[Caller, Depends(require_role(Role.ADMIN, Role.SUPERVISOR, Role.AGENT))]
+Unblocker = Annotated[Caller, Depends(require_role(Role.ADMIN, Role.SUPERVISOR))]
+NumberPath = Path(description="the blocked number", pattern=r"^\+?[0-9]{3,20}$")
+
+
+@router.get("", summary="List blocked numbers")
+async def list_blocked(services: ServicesDep, caller: ReportReader) -> BlockedNumberList:
+    async with services.database.connect() as connection:
+        rows = (await connection.execute(select(_BLOCKED).order_by(_BLOCKED.c.number))).all()
+    return BlockedNumberList(
+        numbers=[BlockedNumberView.model_validate(dict(r._mapping)) for r in rows]
+    )
+
+
+@router.post("", status_code=201, summary="Block a number (agent, supervisor, admin)")
+async def block(
+    body: BlockedNumberCreate, services: ServicesDep, caller: Blocker, audit: AuditLog
+) -> BlockedNumberView:
+    async with services.database.begin() as connection:
+        await connection.execute(
+            insert(_BLOCKED)
+            .values(number=body.number, reason=body.reason, created_by=caller.name)
+            .on_conflict_do_update(
+                index_elements=["number"], set_={"reason": body.reason, "created_by": caller.name}
+            )
+        )
+        row = (
+            await connection.execute(select(_BLOCKED).where(_BLOCKED.c.number == body.number))
+        ).one()
+        await audit.record_on(
+            connection, "blocked_number.add", "number", body.number, reason=body.reason
+        )
+    return BlockedNumberView.model_validate(dict(row._mapping))
+
+
+@router.delete("/{number}", status_code=204, summary="Unblock a number (supervisor, admin)")
+async def unblock(
+    services: ServicesDep, caller: Unblocker, audit: AuditLog, number: str = NumberPath
+) -> Response:
+    async with services.database.begin() as connection:
+        gone = await connection.execute(delete(_BLOCKED).where(_BLOCKED.c.number == number))
+        if gone.rowcount == 0:
+            raise not_found("blocked number", number)
+        await audit.record_on(connection, "blocked_number.remove", "number", number)
+    return Response(status_code=204)

@@ -1,0 +1,56 @@
+"""Blocked numbers (拦截恶意号码): who may block and unblock, audit, validation."""
+
+from __future__ import annotations
+
+import httpx
+from sqlalchemy import text
+
+from telephony.auth import Role
+from telephony.services import Services, is_blocked
+from tests.api.fakes import Tokens
+
+
+async def _agent(
+    client: httpx.AsyncClient, tokens: Tokens, admin: dict[str, str]
+) -> dict[str, str]:
+    body = {"id": "a1", "name": "Li Na", "extension": "1001"}
+    assert (await client.post("/v1/agents", json=body, headers=admin)).status_code == 201
+    return await tokens.headers("li", Role.AGENT, agent_id="a1")
+
+
+async def test_an_agent_blocks_a_caller_and_the_ivr_lookup_sees_it(
+    client: httpx.AsyncClient, tokens: Tokens, admin: dict[str, str], services: Services
+) -> None:
+    agent = await _agent(client, tokens, admin)
+    body = {"number": "13900000666", "reason": "abusive"}
+    created = await client.post("/v1/blocked-numbers", json=body, headers=agent)
+    assert created.status_code == 201, created.text
+    assert created.json()["created_by"] == "li"
+    assert await is_blocked(services.database, "13900000666")
+    listed = await client.get("/v1/blocked-numbers", headers=admin)
+    assert [n["number"] for n in listed.json()["numbers"]] == ["13900000666"]
+
+    refused = await client.delete("/v1/blocked-numbers/13900000666", headers=agent)
+    assert refused.status_code == 403
+    removed = await client.delete("/v1/blocked-numbers/13900000666", headers=admin)
+    assert removed.status_code == 204
+    assert not await is_blocked(services.database, "13900000666")
+    again = await client.delete("/v1/blocked-numbers/13900000666", headers=admin)
+    assert again.status_code == 404
+    async with services.database.connect() as connection:
+        actions = (await connection.scalars(text("select action from audit_log order by at"))).all()
+    assert actions[-2:] == ["blocked_number.add", "blocked_number.remove"]
+
+
+async def test_bad_numbers_and_unauthenticated_calls_are_refused(
+    client: httpx.AsyncClient, tokens: Tokens, admin: dict[str, str]
+) -> None:
+    auditor = await tokens.headers("audit", Role.AUDITOR)
+    valid = {"number": "13900000777"}
+    refused = await client.post("/v1/blocked-numbers", json=valid, headers=auditor)
+    assert refused.status_code == 403  # auditors only read
+    agent = await _agent(client, tokens, admin)
+    bad = await client.post("/v1/blocked-numbers", json={"number": "12a"}, headers=agent)
+    assert bad.status_code == 422 and "number" in bad.text
+    assert (await client.get("/v1/blocked-numbers")).status_code == 401
+    assert (await client.get("/v1/blocked-numbers", headers=agent)).status_code == 403
