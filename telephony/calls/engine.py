@@ -45,6 +45,7 @@ from telephony.acd.agent_state import Agent, AgentEvent, AgentState
 from telephony.acd.queue import SkillGroupQueue, longest_idle_agent
 from telephony.acd.roster import Roster
 from telephony.calls import records
+from telephony.calls.adoption import adopt_node
 from telephony.calls.flows import CallFlows, FlowOutcome
 from telephony.calls.leg import Leg, LegInput
 from telephony.calls.model import Call, CallEffect, CallInput, CallState, Outcome
@@ -126,8 +127,6 @@ class CallEngine:
         """Handle one event or connection notice; never raises."""
         try:
             if isinstance(event, NodeConnected):
-                from telephony.calls.adoption import adopt_node
-
                 self.metrics.esl_connected.labels(event.node).set(1)
                 if event.reconnect:
                     self.metrics.esl_reconnects.labels(event.node).inc()
@@ -378,21 +377,22 @@ class CallEngine:
         self._leg(call, leg, LegInput.ANSWER)
         if call.state is not CallState.OFFERING or call.offer_leg != leg:
             # The caller left while the phone rang; the agent answered into nothing.
-            self.agent_legs.pop(leg, None)
-            self.roster.apply(agent.id, AgentEvent.OFFER_CANCELLED)
-            with contextlib.suppress(EslError):
-                await self.port.api("uuid_kill", leg)
-            self._leg(call, leg, LegInput.HANGUP, hangup_cause="ORIGINATOR_CANCEL")
+            self._offer_failed(call, agent, leg, "ORIGINATOR_CANCEL", agent_missed=False)
             return
         await self._connect(call, agent, leg)
 
-    def _offer_failed(self, call: Call, agent: Agent, leg: str, cause: str) -> None:
+    def _offer_failed(
+        self, call: Call, agent: Agent, leg: str, cause: str, *, agent_missed: bool = True
+    ) -> None:
+        """The offer ended without a bridge: the agent goes busy ("no answer") if the phone
+        was not answered (``agent_missed``), else back to available; the call, if still
+        waiting, goes back to its queue with that agent excluded."""
         self.agent_legs.pop(leg, None)
         self._leg(call, leg, LegInput.HANGUP, hangup_cause=cause)
+        self._spawn(self._kill(leg), f"kill {leg}")  # a leg still ringing must not linger
         cancelled = call.state is not CallState.OFFERING or call.offer_leg != leg
-        self.roster.apply(
-            agent.id, AgentEvent.OFFER_CANCELLED if cancelled else AgentEvent.NO_ANSWER
-        )
+        missed = agent_missed and not cancelled
+        self.roster.apply(agent.id, AgentEvent.NO_ANSWER if missed else AgentEvent.OFFER_CANCELLED)
         log.info(
             "offer failed",
             extra={"call": call.uuid, "agent": agent.id, "cause": cause, "cancelled": cancelled},
@@ -412,10 +412,11 @@ class CallEngine:
             await self.port.api("uuid_bridge", call.uuid, leg)
         except EslError as exc:
             log.warning("bridge failed", extra={"call": call.uuid, "error": str(exc)})
-            with contextlib.suppress(EslError):
-                await self.port.api("uuid_kill", leg)
-            return  # the agent leg's hangup puts the agent in wrap-up; the caller's, the call
+            self._offer_failed(call, agent, leg, "BRIDGE_FAILED", agent_missed=False)
+            return
         if call.state is not CallState.OFFERING:
+            # The caller left while being bridged: FreeSWITCH ends the agent's leg too.
+            self._offer_failed(call, agent, leg, "ORIGINATOR_CANCEL", agent_missed=False)
             return
         call.agent_id, call.agent_leg, call.offer_leg = agent.id, leg, None
         call.agent_answered_at = self.clock()
@@ -553,8 +554,12 @@ class CallEngine:
                 )
 
     async def _cancel_ring(self, leg: str) -> None:
+        await self._kill(leg, "ORIGINATOR_CANCEL")
+
+    async def _kill(self, leg: str, cause: str = "NORMAL_CLEARING") -> None:
+        """Hang up a leg that may already be gone (``-ERR`` then is expected)."""
         with contextlib.suppress(EslError):
-            await self.port.api("uuid_kill", leg, "ORIGINATOR_CANCEL")
+            await self.port.api("uuid_kill", leg, cause)
 
     def _end_agent_call(self, agent_id: str) -> None:
         agent = self.roster.agents.get(agent_id)
