@@ -48,6 +48,8 @@ def main(log_level: str) -> None:
                                make an API token (printed once)
       telephony serve          run the control plane (API, engine, ESL)
       telephony serve --help   its settings (environment variables)
+      telephony ivr check ivr_flows
+                               check the IVR flow files (file:line for each error)
     """
     configure_logging(log_level.upper())
 
