@@ -527,7 +527,9 @@ class CallEngine:
                         records.queue_entry(call, left_at=call.ended_at, result="abandoned")
                     )
             elif effect is CallEffect.CANCEL_OFFER and call.offer_leg:
-                self._spawn(self._cancel_ring(call.offer_leg), f"cancel {call.offer_leg}")
+                self._spawn(
+                    self._kill(call.offer_leg, "ORIGINATOR_CANCEL"), f"cancel {call.offer_leg}"
+                )
             elif effect is CallEffect.END_AGENT_CALL and call.agent_id:
                 self._end_agent_call(call.agent_id)
             elif effect is CallEffect.WRITE_CDR:
@@ -552,9 +554,6 @@ class CallEngine:
                         "talk_s": call.talk_seconds,
                     },
                 )
-
-    async def _cancel_ring(self, leg: str) -> None:
-        await self._kill(leg, "ORIGINATOR_CANCEL")
 
     async def _kill(self, leg: str, cause: str = "NORMAL_CLEARING") -> None:
         """Hang up a leg that may already be gone (``-ERR`` then is expected)."""

@@ -131,6 +131,19 @@ class Rig:
         reply = await self.esl.api("sim", *words)
         return reply.body.strip()
 
+    async def call(self, caller: str, *options: str, hotline: str = "12345") -> str:
+        """A simulated citizen calls ``hotline``; returns the caller leg's uuid."""
+        reply = await self.sim_api("call", hotline, caller, *options)
+        return reply.removeprefix("+OK ")
+
+    async def ended_cdr(self, call_uuid: str) -> dict[str, Any] | None:
+        """The call's CDR once the call has ended (None before)."""
+        rows = await self.fetch(
+            "select * from calls where uuid = cast(:u as uuid) and ended_at is not null",
+            u=call_uuid,
+        )
+        return dict(rows[0]) if rows else None
+
     async def add_agent(self, agent_id: str, extension: str, **skills: int) -> None:
         async with self.db.begin() as connection:
             await connection.execute(

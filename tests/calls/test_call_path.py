@@ -12,21 +12,13 @@ from telephony.esl.transport import EslConnection
 from tests.calls.conftest import Rig, start_controller
 
 
-async def _cdr(rig: Rig, call_uuid: str) -> dict[str, object] | None:
-    rows = await rig.fetch(
-        "select * from calls where uuid = cast(:u as uuid) and ended_at is not null", u=call_uuid
-    )
-    return dict(rows[0]) if rows else None
-
-
 async def test_answered_call_has_a_consistent_cdr_recording_and_timeline(rig: Rig) -> None:
     await rig.add_agent("a1", "1001")
     rig.sign_in("a1")
     await rig.sim_api("phone", "1001", "answer_after_ms=1000")
-    reply = await rig.sim_api("call", "12345", "13800138000", "hangup_after_s=20")
-    call_uuid = reply.removeprefix("+OK ").strip()
+    call_uuid = await rig.call("13800138000", "hangup_after_s=20")
 
-    cdr = await rig.wait_for(lambda: _cdr(rig, call_uuid))
+    cdr = await rig.wait_for(lambda: rig.ended_cdr(call_uuid))
     assert cdr["outcome"] == "answered"
     assert cdr["hotline"] == "12345" and cdr["caller"] == "13800138000"
     assert cdr["agent_id"] == "a1"
@@ -61,9 +53,8 @@ async def test_answered_call_has_a_consistent_cdr_recording_and_timeline(rig: Ri
 
 
 async def test_caller_who_waits_for_nobody_is_abandoned_in_queue_with_wait_time(rig: Rig) -> None:
-    reply = await rig.sim_api("call", "12345", "13800138001", "hangup_after_s=40")
-    call_uuid = reply.removeprefix("+OK ").strip()
-    cdr = await rig.wait_for(lambda: _cdr(rig, call_uuid))
+    call_uuid = await rig.call("13800138001", "hangup_after_s=40")
+    cdr = await rig.wait_for(lambda: rig.ended_cdr(call_uuid))
     assert cdr["outcome"] == "abandoned_in_queue"
     assert cdr["hung_up_by"] == "caller"
     assert cdr["agent_id"] is None and cdr["agent_answered_at"] is None
@@ -86,10 +77,9 @@ async def test_unanswered_offer_moves_on_and_the_agent_goes_busy_no_answer(rig: 
     rig.sign_in("a2")
     await rig.sim_api("phone", "1003", "never")
     await rig.sim_api("phone", "1001", "answer_after_ms=1000")
-    reply = await rig.sim_api("call", "12345", "13800138002", "hangup_after_s=20")
-    call_uuid = reply.removeprefix("+OK ").strip()
+    call_uuid = await rig.call("13800138002", "hangup_after_s=20")
 
-    cdr = await rig.wait_for(lambda: _cdr(rig, call_uuid), timeout=20)
+    cdr = await rig.wait_for(lambda: rig.ended_cdr(call_uuid), timeout=20)
     assert cdr["outcome"] == "answered" and cdr["agent_id"] == "a2"
     a1 = rig.roster.get("a1")
     assert (a1.state.value, a1.reason) == ("busy", "no answer")
@@ -107,8 +97,7 @@ async def test_bridged_call_survives_a_controller_crash_and_its_cdr_is_complete(
     await rig.add_agent("a1", "1001")
     rig.sign_in("a1")
     await rig.sim_api("phone", "1001", "answer_after_ms=1000")
-    reply = await rig.sim_api("call", "12345", "13800138003")  # waits for the far end
-    call_uuid = reply.removeprefix("+OK ").strip()
+    call_uuid = await rig.call("13800138003")  # waits for the far end
     await rig.wait_for(
         lambda: rig.fetch(
             "select 1 from calls where uuid = cast(:u as uuid) and agent_answered_at is not null",
@@ -126,7 +115,7 @@ async def test_bridged_call_survives_a_controller_crash_and_its_cdr_is_complete(
     assert rig.roster.get("a1").state.value == "in_call"
 
     await rig.sim_api("hangup", call_uuid)  # the citizen hangs up
-    cdr = await rig.wait_for(lambda: _cdr(rig, call_uuid))
+    cdr = await rig.wait_for(lambda: rig.ended_cdr(call_uuid))
     assert cdr["outcome"] == "answered" and cdr["agent_id"] == "a1"
     assert cdr["hung_up_by"] == "caller"
     assert cdr["arrived_at"] <= cdr["agent_answered_at"] <= cdr["ended_at"]
@@ -144,8 +133,7 @@ async def test_database_outage_during_calls_loses_no_cdr_and_duplicates_none(rig
     await asyncio.to_thread(rig.server.stop)
     calls = []
     for n in range(4):
-        reply = await rig.sim_api("call", "12345", f"1390000000{n}", "hangup_after_s=10")
-        calls.append(reply.removeprefix("+OK ").strip())
+        calls.append(await rig.call(f"1390000000{n}", "hangup_after_s=10"))
     ended = lambda: all(c not in rig.controller.calls.calls for c in calls)  # noqa: E731
     async with asyncio.timeout(20):
         while not ended():
@@ -189,7 +177,7 @@ async def test_call_parked_while_no_controller_ran_is_picked_up(rig: Rig) -> Non
 
     rig.controller = await start_controller(rig.sim_port, rig.db, rig.recordings)
     rig.sign_in("a1")
-    cdr = await rig.wait_for(lambda: _cdr(rig, call_uuid), timeout=20)
+    cdr = await rig.wait_for(lambda: rig.ended_cdr(call_uuid), timeout=20)
     assert cdr["outcome"] == "answered" and cdr["agent_id"] == "a1"
     assert cdr["ivr_answered_at"] is not None
 
@@ -198,9 +186,8 @@ async def test_legs_are_stored_with_their_roles_times_and_dispositions(rig: Rig)
     await rig.add_agent("a1", "1001")
     rig.sign_in("a1")
     await rig.sim_api("phone", "1001", "answer_after_ms=500")
-    reply = await rig.sim_api("call", "12345", "13800138005", "hangup_after_s=5")
-    call_uuid = reply.removeprefix("+OK ").strip()
-    await rig.wait_for(lambda: _cdr(rig, call_uuid))
+    call_uuid = await rig.call("13800138005", "hangup_after_s=5")
+    await rig.wait_for(lambda: rig.ended_cdr(call_uuid))
     legs = await rig.wait_for(
         lambda: rig.fetch(
             "select role, destination, answered_at, ended_at, hangup_cause, disposition"

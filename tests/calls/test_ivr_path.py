@@ -117,18 +117,6 @@ def _prompt_started(uuid: str, name: str) -> Callable[[Event], bool]:
     )
 
 
-async def _cdr(rig: Rig, call_uuid: str) -> dict[str, object] | None:
-    rows = await rig.fetch(
-        "select * from calls where uuid = cast(:u as uuid) and ended_at is not null", u=call_uuid
-    )
-    return dict(rows[0]) if rows else None
-
-
-async def _call(rig: Rig, caller: str, *extra: str, hotline: str = "12345") -> str:
-    reply = await rig.sim_api("call", hotline, caller, *extra)
-    return reply.removeprefix("+OK ").strip()
-
-
 async def test_menu_key_queues_by_skill_and_the_survey_score_is_stored(
     ivr_rig: tuple[Rig, Path],
 ) -> None:
@@ -137,7 +125,7 @@ async def test_menu_key_queues_by_skill_and_the_survey_score_is_stored(
     rig.sign_in("a1")
     await rig.sim_api("phone", "1001", "answer_after_ms=500")
     stream = rig.esl.events()
-    call_uuid = await _call(rig, "13800138100")
+    call_uuid = await rig.call("13800138100")
 
     await _event(stream, _prompt_started(call_uuid, "menu_main.wav"))
     await rig.sim_api("dtmf", call_uuid, "1")
@@ -151,7 +139,7 @@ async def test_menu_key_queues_by_skill_and_the_survey_score_is_stored(
     await _event(stream, _prompt_started(call_uuid, "survey.wav"))
     await rig.sim_api("dtmf", call_uuid, "5")
 
-    cdr = await rig.wait_for(lambda: _cdr(rig, call_uuid))
+    cdr = await rig.wait_for(lambda: rig.ended_cdr(call_uuid))
     assert cdr["skill_group_id"] == "consult" and cdr["agent_id"] == "a1"
     assert cdr["ivr_path"] == "1"
     assert cdr["survey_score"] == 5
@@ -177,8 +165,8 @@ async def test_a_blocked_caller_is_refused_and_the_cdr_says_blocked(
         await connection.execute(
             text("insert into blocked_numbers (number, reason) values ('13900000666', 'test')")
         )
-    call_uuid = await _call(rig, "13900000666")
-    cdr = await rig.wait_for(lambda: _cdr(rig, call_uuid))
+    call_uuid = await rig.call("13900000666")
+    cdr = await rig.wait_for(lambda: rig.ended_cdr(call_uuid))
     assert cdr["outcome"] == "blocked"
     assert cdr["queued_at"] is None and cdr["agent_id"] is None
 
@@ -190,10 +178,10 @@ async def test_flow_edits_serve_new_calls_and_a_broken_edit_keeps_the_last_good_
     stream = rig.esl.events()
 
     async def call_pressing_one(caller: str) -> dict[str, object]:
-        call_uuid = await _call(rig, caller, "hangup_after_s=30")
+        call_uuid = await rig.call(caller, "hangup_after_s=30")
         await _event(stream, _prompt_started(call_uuid, "menu_main.wav"))
         await rig.sim_api("dtmf", call_uuid, "1")
-        return await rig.wait_for(lambda: _cdr(rig, call_uuid), timeout=20)
+        return await rig.wait_for(lambda: rig.ended_cdr(call_uuid), timeout=20)
 
     assert (await call_pressing_one("13800000001"))["skill_group_id"] == "consult"
 
@@ -215,13 +203,13 @@ async def test_collect_rejects_an_invalid_number_then_takes_a_valid_one(
 ) -> None:
     rig, _ = ivr_rig
     stream = rig.esl.events()
-    call_uuid = await _call(rig, "13800000011", "hangup_after_s=30", hotline="12328")
+    call_uuid = await rig.call("13800000011", "hangup_after_s=30", hotline="12328")
     await _event(stream, _prompt_started(call_uuid, "menu_consult.wav"))
     await rig.sim_api("dtmf", call_uuid, "9999")  # four digits, but not a 20xx ticket
     await _event(stream, _prompt_started(call_uuid, "invalid.wav"))
     await _event(stream, _prompt_started(call_uuid, "menu_consult.wav"))
     await rig.sim_api("dtmf", call_uuid, "2026")
-    cdr = await rig.wait_for(lambda: _cdr(rig, call_uuid), timeout=20)
+    cdr = await rig.wait_for(lambda: rig.ended_cdr(call_uuid), timeout=20)
     assert cdr["skill_group_id"] == "consult"
     assert cdr["ivr_path"] == "99992026"
 
@@ -230,8 +218,8 @@ async def test_retries_exhausted_fall_back_to_a_voice_message(
     ivr_rig: tuple[Rig, Path],
 ) -> None:
     rig, _ = ivr_rig
-    call_uuid = await _call(rig, "13800000012", hotline="12328")  # never presses a key
-    cdr = await rig.wait_for(lambda: _cdr(rig, call_uuid), timeout=20)
+    call_uuid = await rig.call("13800000012", hotline="12328")  # never presses a key
+    cdr = await rig.wait_for(lambda: rig.ended_cdr(call_uuid), timeout=20)
     assert cdr["outcome"] == "voicemail"
     assert cdr["queued_at"] is None and cdr["ivr_path"] is None
     message = rig.recordings / "voicemail" / f"12328-{call_uuid}.wav"
@@ -240,7 +228,7 @@ async def test_retries_exhausted_fall_back_to_a_voice_message(
 
 async def test_menu_timeouts_fall_back_to_the_general_queue(ivr_rig: tuple[Rig, Path]) -> None:
     rig, _ = ivr_rig
-    call_uuid = await _call(rig, "13800000013", "hangup_after_s=60")  # no key pressed
-    cdr = await rig.wait_for(lambda: _cdr(rig, call_uuid), timeout=20)
+    call_uuid = await rig.call("13800000013", "hangup_after_s=60")  # no key pressed
+    cdr = await rig.wait_for(lambda: rig.ended_cdr(call_uuid), timeout=20)
     assert cdr["skill_group_id"] == "general"
     assert cdr["outcome"] == "abandoned_in_queue"
