@@ -33,6 +33,7 @@ from telephony.acd.roster import Roster
 from telephony.api.ports import CallDirectory, LiveCall, NoCalls
 from telephony.calls.engine import CallEngine, EngineSettings
 from telephony.calls.model import Call, CallState
+from telephony.calls.records import at
 from telephony.config import Settings
 from telephony.esl.port import EslError, SwitchPort
 from telephony.esl.transport import EslConnection
@@ -225,11 +226,7 @@ class EngineDirectory:
             area=self.hotline_areas.get(call.hotline),
             skill_group_id=call.skill_group,
             agent_id=call.agent_id,
-            answered_at=(
-                datetime.fromtimestamp(call.agent_answered_at, UTC)
-                if call.agent_answered_at
-                else None
-            ),
+            answered_at=at(call.agent_answered_at),
         )
 
     def live_calls(self) -> Sequence[LiveCall]:

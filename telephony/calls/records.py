@@ -28,6 +28,7 @@ _NAMESPACE = uuid.UUID("5b0f3f8e-2c1a-4d7e-9a35-12345a0c0de5")
 
 
 def at(seconds: float | None) -> datetime | None:
+    """Engine seconds since the epoch as an aware UTC datetime (None stays None)."""
     return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
 
 
