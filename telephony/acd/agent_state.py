@@ -16,8 +16,10 @@ Rules:
 * A missed offer (ring timeout, reject) makes the agent ``busy`` with the
   reason "no answer", so the next call is not offered to an empty seat.
 * ``set_busy`` or ``sign_out`` during ``ringing``, ``in_call`` or ``wrap_up``
-  is deferred, not refused: it is kept and applied when wrap-up ends (the
-  API reply says so). ``set_idle`` in those states clears a deferred request.
+  is deferred, not refused: it is kept and applied as soon as the agent's
+  current call is over, whichever way it ends (wrap-up done, the caller left
+  while the phone rang, a missed offer); the API reply says so. ``set_idle``
+  in those states clears a deferred request.
 * ``resume_call`` (from any other state) is how a restarted controller puts
   an agent it finds bridged to a citizen back in ``in_call``.
 * The end of a call starts wrap-up; the engine owns the timer (effect
@@ -142,7 +144,7 @@ class Agent:
             self.idle_since = None
         self.state = rule.target
         changes = [change]
-        if event is AgentEvent.WRAP_UP_DONE and self.deferred is not None:
+        if self.deferred is not None and self.state not in _DEFERRABLE:
             pending, pending_reason = self.deferred
             self.deferred = None
             changes.extend(self.handle(pending, now, pending_reason))

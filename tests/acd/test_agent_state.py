@@ -72,6 +72,34 @@ def test_idle_during_a_call_cancels_a_deferred_sign_out() -> None:
     assert agent.state is St.AVAILABLE and done.to_state is St.AVAILABLE
 
 
+def test_busy_asked_while_ringing_applies_when_the_caller_leaves() -> None:
+    agent = _agent()
+    agent.handle(Ev.OFFER, 1.0)
+    agent.handle(Ev.SET_BUSY, 2.0, reason="lunch")
+    cancelled, busy = agent.handle(Ev.OFFER_CANCELLED, 3.0)
+    assert (cancelled.to_state, busy.to_state) == (St.AVAILABLE, St.BUSY)
+    assert agent.state is St.BUSY and agent.reason == "lunch" and agent.deferred is None
+
+
+def test_sign_out_asked_while_ringing_applies_after_a_missed_offer() -> None:
+    agent = _agent()
+    agent.handle(Ev.OFFER, 1.0)
+    agent.handle(Ev.SIGN_OUT, 2.0)
+    missed, out = agent.handle(Ev.NO_ANSWER, 16.0)
+    assert (missed.to_state, out.to_state) == (St.BUSY, St.LOGGED_OUT)
+    assert agent.deferred is None
+
+
+def test_a_deferred_sign_out_does_not_wait_for_a_later_call() -> None:
+    agent = _agent()
+    agent.handle(Ev.OFFER, 1.0)
+    agent.handle(Ev.SIGN_OUT, 2.0)
+    agent.handle(Ev.OFFER_CANCELLED, 3.0)
+    assert agent.state is St.LOGGED_OUT
+    with pytest.raises(IllegalTransition):
+        agent.handle(Ev.OFFER, 4.0)  # nobody offers a call to an agent who signed out
+
+
 @pytest.mark.parametrize(
     ("state", "event"),
     [
