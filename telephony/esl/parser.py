@@ -22,6 +22,14 @@ Event header values are decoded *after* the body is split into lines, so an
 encoded newline (``%0A``) in a caller-controlled value stays inside that
 value (greenswitch decodes first and splits afterwards, which lets a
 caller-ID name forge ``Unique-ID``).
+
+Bytes that are not UTF-8 never cost an event: a caller-ID name in GBK or
+Latin-1 is decoded with each invalid sequence replaced by U+FFFD, in JSON
+bodies (orjson refuses them, so the body is repaired and parsed again) and
+in plain values alike (``%C0%EE`` is URL-decoded to bytes, then read as
+UTF-8 with replacement). A lost CHANNEL_PARK is dead air for a caller and a
+lost CHANNEL_HANGUP_COMPLETE a ghost call, so a mangled display name is the
+lesser harm.
 """
 
 from __future__ import annotations
@@ -228,11 +236,20 @@ def _find_blank_line(buf: bytearray) -> tuple[int, int]:
 
 
 def _parse_header_block(block: bytes, *, decode_values: bool) -> tuple[dict[str, str], str]:
-    """Parse ``Name: value`` lines; returns (headers, error text or "")."""
-    try:
-        text = block.decode("utf-8")
-    except UnicodeDecodeError:
-        return {}, "header block is not UTF-8"
+    """Parse ``Name: value`` lines; returns (headers, error text or "").
+
+    FreeSWITCH's header blocks (``decode_values``) are read with invalid UTF-8
+    replaced: a reply lost to one odd byte would pair every later reply with
+    the wrong command. A client's command block (the simulator's side) must
+    be UTF-8.
+    """
+    if decode_values:
+        text = block.decode("utf-8", errors="replace")
+    else:
+        try:
+            text = block.decode("utf-8")
+        except UnicodeDecodeError:
+            return {}, "header block is not UTF-8"
     headers: dict[str, str] = {}
     for line in text.split("\n"):
         if not line:
@@ -323,8 +340,21 @@ _STR_ONLY = frozenset({str})
 
 
 def parse_event_json(body: bytes) -> Event:
-    """Decode a ``text/event-json`` body; ``_body`` becomes the event body."""
-    data = orjson.loads(body)
+    """Decode a ``text/event-json`` body; ``_body`` becomes the event body.
+
+    FreeSWITCH's JSON (cJSON) passes a value's bytes through as they came: a
+    caller-ID name in GBK (``b"\\xc0\\xee\\xc4\\xc8"``) is not UTF-8, and orjson
+    refuses the whole document. The event is still decoded: the body is read
+    as UTF-8 with each invalid byte sequence replaced by U+FFFD and parsed
+    again. Replacement never touches an ASCII byte (quotes, braces, escapes),
+    so the JSON structure and every other header stay exactly as sent.
+    """
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        if body.isascii():
+            raise  # not JSON, and no byte to repair
+        data = orjson.loads(body.decode("utf-8", errors="replace"))
     if not isinstance(data, dict):
         raise ValueError("event JSON is not an object")
     inner = data.pop("_body", None)

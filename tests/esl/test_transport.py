@@ -356,7 +356,7 @@ async def test_malformed_frames_are_skipped(conn: EslConnection, switch: FakeSwi
     session.send(b"this is not a header line\n\n")
     session.send(b"Content-Length: 9\nContent-Type: text/event-json\n\n{not json")
     # a bad header block whose body has no newline: the body is skipped, not read as headers
-    session.send(b'Content-Length: 9\nContent-Type: text/event-json\nX-Bad: \xff\n\n{"a":"b"}')
+    session.send(b'Content-Length: 9\nContent-Type: text/event-json\nno colon\n\n{"a":"b"}')
     session.event(channel_event("CHANNEL_PARK", CALLER))
     session.event(channel_event("CHANNEL_ANSWER", CALLER))
     event = await _next_event(stream)
@@ -557,3 +557,33 @@ async def test_many_concurrent_calls_each_get_their_own_reply(
     switch.on_command = on_command
     replies = await asyncio.gather(*(conn.api("uuid_exists", str(i)) for i in range(500)))
     assert [r.body for r in replies] == [f"uuid_exists {i}" for i in range(500)]
+
+
+@pytest.mark.parametrize("fmt", ["json", "plain"])
+async def test_a_gbk_caller_name_does_not_lose_the_event(switch: FakeSwitch, fmt: str) -> None:
+    """FreeSWITCH passes a GBK caller-ID name through as raw bytes (JSON) or %-escapes (plain)."""
+    connection = _connection(switch, event_format=fmt)
+    stream = connection.events()
+    await connection.connect()
+    try:
+        gbk = "李娜".encode("gbk")
+        if fmt == "json":
+            body = b'{"Event-Name":"CHANNEL_PARK","Unique-ID":"%s",' % CALLER.encode()
+            body += b'"Caller-Caller-ID-Name":"' + gbk + b'","variable_hotline":"12345"}'
+        else:
+            body = b"Event-Name: CHANNEL_PARK\nUnique-ID: %s\n" % CALLER.encode()
+            body += b"Caller-Caller-ID-Name: " + b"".join(b"%%%02X" % b for b in gbk)
+            body += b"\nvariable_hotline: 12345\n\n"
+        switch.session.send(
+            b"Content-Length: %d\nContent-Type: text/event-%s\n\n" % (len(body), fmt.encode())
+            + body
+        )
+        switch.session.event(channel_event("CHANNEL_HANGUP_COMPLETE", CALLER))
+        await _next(stream)  # NodeConnected
+        park = await _next_event(stream, timeout=2.0)
+        assert park.name == "CHANNEL_PARK" and park.unique_id == CALLER
+        assert park.variable("hotline") == "12345"
+        assert park.get("Caller-Caller-ID-Name") == gbk.decode("utf-8", errors="replace")
+        assert (await _next_event(stream)).name == "CHANNEL_HANGUP_COMPLETE"
+    finally:
+        await connection.close()
