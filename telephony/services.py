@@ -301,7 +301,7 @@ def attach_call_engine(services: Services) -> None:
     engines: list[CallEngine] = []
     for address in settings.nodes:
         connection = EslConnection(address)
-        engine = CallEngine(
+        CallEngine(  # appends itself to `engines`, its peers (several nodes)
             connection,
             services.roster,
             services.buffer,
@@ -309,8 +309,9 @@ def attach_call_engine(services: Services) -> None:
             clock=services.clock,
             metrics=services.metrics,
             flows=flows,
+            peers=engines,
         )
-        engines.append(engine)
+        engine = engines[-1]
         services.switches.append(connection)
         services.components.append(NodeEngine(connection, engine))
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from telephony.acd.agent_state import Agent, AgentState
 
@@ -56,7 +56,6 @@ class Waiting:
     group_id: str
     priority: int
     entered_at: float
-    tried_agents: set[str] = field(default_factory=set)
 
 
 class SkillGroupQueue:

@@ -1,44 +1,56 @@
-"""Re-adoption: after a (re)connect, take back the calls FreeSWITCH kept while we were away.
+"""Re-adoption and reconciliation: after a (re)connect, make the engine agree with the switch.
 
-FreeSWITCH replays nothing, so on every connect the engine lists the node's
-channels (``show channels as json``) and reads each unknown caller channel's
-variables (``uuid_dump <uuid> json``): ``hotline`` says it is a hotline call,
-``hotline_call`` marks our agent legs, and the ``tel_*`` variables the engine
-set say how far the call had come and when. Then:
+FreeSWITCH replays nothing, so on every connect the engine does three things:
 
-* no ``tel_state``: parked while no controller ran: the normal intake;
-* ``queued`` (or ``offering``, whose job result was lost): back in the queue,
-  an orphan agent leg still ringing or parked is hung up;
-* ``connected``: the call and its agent leg are registered again, the agent
-  is put back ``in_call``, and the CDR is completed when the call ends;
-* ``after_agent``: the agent had left; the call is ended.
+1. **Reconcile what it knows.** A call or agent leg whose HANGUP_COMPLETE was
+   lost during the drop is a ghost: an agent in a call forever, a CDR never
+   closed, a queued call offered to an agent. Every known leg is checked with
+   ``uuid_exists`` (``show channels`` lags: it still lists channels destroyed
+   a moment ago); a caller leg that is gone ends its call (``hung_up_by:
+   unknown``, the outcome from where the call was), an agent leg that is gone
+   ends the agent's call or its offer (never counted as a missed offer).
+2. **Adopt what it does not know** (a restart), from ``show channels as json``
+   and each channel's variables (``uuid_dump <uuid> json``): ``hotline`` says it
+   is a hotline call, ``hotline_call`` marks our agent legs, and the ``tel_*``
+   variables the engine set say how far the call had come:
 
-Agents the stored state shows ringing, in a call or in wrap-up, but whom no
-re-adopted call needs, are released (their offer, call or wrap-up timer died
-with the previous process). With several nodes, an agent's call on a node
-not yet re-adopted is not known here: one node per control plane for now.
+   * none: parked while no controller ran: the normal intake (``uuid_park``
+     first if it is still in the dialplan's park);
+   * ``ivr``: the flow starts again (where the citizen was is lost with the
+     process);
+   * ``queued`` (or ``offering``, whose job result was lost): back in its queue
+     with its priority, an orphan agent leg still ringing or parked is hung up;
+   * ``connected``: the call and its agent leg are registered again, the agent
+     is put back ``in_call``, and the CDR is completed when the call ends;
+   * ``after_agent``: the agent had left; the survey plays, then the call ends.
 
-``show channels`` lags (it still lists channels destroyed a moment ago), so a
-channel whose dump fails is skipped.
+   A channel the engine took meanwhile (its CHANNEL_PARK came during the
+   dumps) is not adopted twice.
+3. **Resume**: calls whose IVR the drop interrupted start it again, waiting
+   calls get their music back, and agents the stored state shows ringing, in
+   a call or in wrap-up whom no call on any node needs are released, once
+   every node has been adopted (an agent talking on another node is not).
 """
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
-from telephony.acd.agent_state import AgentEvent
+from telephony.acd.agent_state import AgentEvent, AgentState
+from telephony.calls.core import EngineCore
 from telephony.calls.leg import Leg, LegState
 from telephony.calls.model import Call, CallState
+from telephony.calls.values import clean
 from telephony.esl.port import EslError
 
-if TYPE_CHECKING:
-    from telephony.calls.engine import CallEngine
-
 log = logging.getLogger(__name__)
+
+#: How many ``uuid_exists`` / ``uuid_dump`` requests are in flight at once.
+_CONCURRENCY = 32
 
 
 def _float(value: Any) -> float | None:
@@ -48,9 +60,9 @@ def _float(value: Any) -> float | None:
         return None
 
 
-async def _dump(engine: CallEngine, uuid: str) -> dict[str, Any] | None:
+async def _dump(core: EngineCore, uuid: str) -> dict[str, Any] | None:
     try:
-        reply = await engine.port.api("uuid_dump", uuid, "json", check=False)
+        reply = await core.port.api("uuid_dump", uuid, "json", check=False)
     except EslError:
         return None
     if not reply.ok:
@@ -62,59 +74,132 @@ async def _dump(engine: CallEngine, uuid: str) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-async def adopt_node(engine: CallEngine) -> None:
-    """Re-adopt every hotline call of the engine's node that the engine does not know."""
+async def _exists(core: EngineCore, uuid: str) -> bool | None:
+    """Whether the switch still has the channel; None when it could not say."""
     try:
-        listing = await engine.port.api("show", "channels", "as", "json")
-        rows = orjson.loads(listing.body).get("rows", [])
+        reply = await core.port.api("uuid_exists", uuid, check=False)
+    except EslError:
+        return None
+    return reply.body.strip() == "true"
+
+
+async def _gather(work: list[Any]) -> list[Any]:
+    gate = asyncio.Semaphore(_CONCURRENCY)
+
+    async def one(job: Any) -> Any:
+        async with gate:
+            return await job
+
+    return list(await asyncio.gather(*(one(job) for job in work)))
+
+
+async def on_connect(core: EngineCore) -> None:
+    """Reconcile, adopt, resume: see the module docstring."""
+    if not await reconcile(core):
+        return
+    if not await adopt_node(core):
+        return
+    core.adopted_once = True
+    resume(core)
+    release_stale_agents(core)
+    for peer in core.peers():
+        peer.route()
+
+
+async def reconcile(core: EngineCore) -> bool:
+    """End the known calls and agent legs the switch no longer has; False if it cannot tell."""
+    legs = [*core.calls, *core.agent_legs]
+    if not legs:
+        return True
+    alive = await _gather([_exists(core, uuid) for uuid in legs])
+    if any(a is None for a in alive):
+        log.error("could not reconcile calls; will try at the next connect")
+        return False
+    gone = {uuid for uuid, here in zip(legs, alive, strict=True) if not here}
+    for leg in [leg for leg in gone if leg in core.agent_legs]:
+        log.warning("agent leg ended while disconnected", extra={"leg": leg})
+        call = core.calls.get(core.agent_legs[leg])
+        if call is not None and call.offer_leg == leg and call.offered_agent:
+            # Its job result was lost with the connection: not the agent's miss.
+            core.offer_failed(call, call.offered_agent, leg, "LOST", agent_missed=False)
+        else:
+            core.agent_leg_gone(leg, None, None)
+    for uuid in [uuid for uuid in gone if uuid in core.calls]:
+        call = core.calls[uuid]
+        log.warning(
+            "call ended while disconnected", extra={"call": uuid, "state": call.state.value}
+        )
+        if call.state is CallState.OFFERING and call.offered_agent and call.offer_leg:
+            core.offer_failed(
+                call, call.offered_agent, call.offer_leg, "CALLER_GONE", agent_missed=False
+            )
+        core.caller_gone(call, None, None, seen=False)
+    return True
+
+
+async def adopt_node(core: EngineCore) -> bool:
+    """Re-adopt every hotline call of the node that the engine does not know."""
+    try:
+        listing = await core.port.api("show", "channels", "as", "json")
+        rows = orjson.loads(listing.body).get("rows", []) or []
     except (EslError, orjson.JSONDecodeError, AttributeError) as exc:
         log.error("could not list channels for re-adoption", extra={"error": str(exc)})
-        return
+        return False
+    unknown = [
+        row
+        for row in rows
+        if row.get("uuid") and row["uuid"] not in core.calls and row["uuid"] not in core.agent_legs
+    ]
+    dumps = await _gather([_dump(core, row["uuid"]) for row in unknown])
     agent_legs: dict[str, dict[str, Any]] = {}
-    callers: list[dict[str, Any]] = []
-    for row in rows:
-        uuid = row.get("uuid")
-        if not uuid or uuid in engine.calls or uuid in engine.agent_legs:
-            continue
-        dump = await _dump(engine, uuid)
+    callers: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    for row, dump in zip(unknown, dumps, strict=True):
         if dump is None or not (dump.get("variable_hotline") or dump.get("variable_hotline_call")):
             continue
         if dump.get("variable_hotline_call"):
-            agent_legs[uuid] = dump
+            agent_legs[row["uuid"]] = dump
         elif dump.get("Call-Direction", row.get("direction")) == "inbound":
-            callers.append(dump)
+            callers.append((row, dump))
     adopted = 0
-    for dump in callers:
-        _adopt_caller(engine, dump, agent_legs)
+    for row, dump in callers:
+        if dump["Unique-ID"] in core.calls:
+            continue  # its CHANNEL_PARK came during the dumps: the engine has it
+        _adopt_caller(core, row, dump, agent_legs)
         adopted += 1
     for leg in agent_legs:  # agent legs whose call is not connected: orphans
-        if leg not in engine.agent_legs:
+        if leg not in core.agent_legs:
             log.info("hanging up orphan agent leg", extra={"leg": leg})
-            with contextlib.suppress(EslError):
-                await engine.port.api("uuid_kill", leg)
-    log.info("re-adoption done", extra={"node": engine.port.node, "calls": adopted})
-    engine.release_stale_agents()
-    engine.route()
+            core.spawn(core.kill(leg), f"kill {leg}")
+    log.info("re-adoption done", extra={"node": core.port.node, "calls": adopted})
+    return True
 
 
-def _adopt_caller(engine: CallEngine, dump: dict[str, Any], agent_legs: dict[str, Any]) -> None:
+def _adopt_caller(
+    core: EngineCore, row: dict[str, Any], dump: dict[str, Any], agent_legs: dict[str, Any]
+) -> None:
     uuid = dump["Unique-ID"]
     state = dump.get("variable_tel_state")
+    priority = dump.get("variable_tel_priority")
     call = Call(
         uuid=uuid,
-        node=engine.port.node,
-        hotline=dump["variable_hotline"],
-        caller=dump.get("Caller-Caller-ID-Number", ""),
-        arrived_at=_float(dump.get("variable_tel_arrived_at")) or engine.clock(),
-        skill_group=dump.get("variable_tel_group") or engine.settings.default_group,
+        node=core.port.node,
+        hotline=clean(dump["variable_hotline"], 32),
+        caller=clean(dump.get("Caller-Caller-ID-Number", ""), 64),
+        arrived_at=_float(dump.get("variable_tel_arrived_at")) or core.clock(),
+        skill_group=dump.get("variable_tel_group") or core.settings.default_group,
+        priority=int(priority) if priority and priority.lstrip("-").isdigit() else 0,
         ivr_answered_at=_float(dump.get("variable_tel_ivr_answered_at")),
         queued_at=_float(dump.get("variable_tel_queued_at")),
         agent_answered_at=_float(dump.get("variable_tel_agent_answered_at")),
+        ivr_keys=clean(dump.get("variable_tel_ivr_path"), 128),
+        hold_music=dump.get("variable_hold_music"),
+        controlled=(row.get("state") or dump.get("Channel-State")) != "CS_EXECUTE",
     )
     if state is None and call.ivr_answered_at is None:
-        engine.adopt(call)  # parked while no controller ran: take it in like a new call
-        engine._spawn(engine._intake(call, dump.get("variable_hold_music")), f"intake {uuid}")
+        core.adopt(call)  # parked while no controller ran: take it in like a new call
+        core.spawn(core.intake(call) if call.controlled else core.take(call), f"intake {uuid}")
         return
+    call.controlled = True
     agent_id = dump.get("variable_tel_agent")
     leg = dump.get("variable_tel_agent_leg")
     if state == "connected" and agent_id and leg in agent_legs:
@@ -128,11 +213,11 @@ def _adopt_caller(engine: CallEngine, dump: dict[str, Any], agent_legs: dict[str
         recording = dump.get("variable_tel_recording")
         if recording:
             call.recording_id = recording
-            call.recording_path = str(engine.settings.recordings_dir / f"{uuid}.wav")
-        engine.adopt(call)
-        engine.agent_legs[leg] = uuid
-        if agent_id in engine.roster.agents:
-            engine.roster.apply(agent_id, AgentEvent.RESUME_CALL)
+            call.recording_path = str(core.settings.recordings_dir / f"{uuid}.wav")
+        core.adopt(call)
+        core.agent_legs[leg] = uuid
+        if agent_id in core.roster.agents:
+            core.roster.apply(agent_id, AgentEvent.RESUME_CALL)
         return
     call.legs[uuid] = Leg(
         uuid,
@@ -141,16 +226,52 @@ def _adopt_caller(engine: CallEngine, dump: dict[str, Any], agent_legs: dict[str
         call.arrived_at,
         LegState.ANSWERED,
         answered_at=call.ivr_answered_at,
-    )  # answered and not bridged: waiting, or left behind by its agent
-    if state == "after_agent" or state == "connected":
-        call.state = CallState.AFTER_AGENT  # the agent is gone: end the call
+    )  # answered and not bridged: in the IVR, waiting, or left behind by its agent
+    if state in ("after_agent", "connected"):
+        call.state = CallState.CONNECTED  # the agent is gone: the survey, then the end
         call.agent_id = agent_id
-        engine.adopt(call)
-        engine._spawn(engine._hang_up(call), f"hangup {uuid}")
+        core.adopt(call)
+        core.bridge_ended(call)
         return
     call.state = CallState.IVR
-    engine.adopt(call)
+    core.adopt(call)
+    if state == "ivr" or state is None:
+        core.spawn(core.run_flow(call), f"ivr {uuid}")
+        return
     queued_at = call.queued_at
-    engine.enqueue(call, dump.get("variable_hold_music"))
+    core.enqueue(call)
     if queued_at is not None:  # keep the original queue time for the CDR's wait
         call.queued_at = queued_at
+
+
+def resume(core: EngineCore) -> None:
+    """After a reconnect: interrupted IVRs start again, waiting calls get their music."""
+    for call in list(core.calls.values()):
+        if call.state is CallState.IVR and call.ivr_restarts:
+            if call.ivr_restarts > core.settings.ivr_restarts:
+                call.skill_group = core.settings.default_group
+                core.enqueue(call)
+            else:
+                core.spawn(core.run_flow(call), f"ivr {call.uuid}")
+        elif call.state is CallState.QUEUED:
+            core.ensure_music(call)
+
+
+def release_stale_agents(core: EngineCore) -> None:
+    """Agents left ringing, talking or wrapping up with no live call on any node (the
+    offer, the call or the wrap-up timer died with the previous process) go on; not
+    before every node has been adopted once."""
+    peers = list(core.peers())
+    if not all(peer.adopted_once for peer in peers):
+        return
+    engaged = set().union(*(peer.engaged_agents() for peer in peers))
+    wrapping = set().union(*(peer.wrapping_up() for peer in peers))
+    for agent in list(core.roster.agents.values()):
+        if agent.id in engaged:
+            continue
+        if agent.state is AgentState.RINGING:
+            core.roster.apply(agent.id, AgentEvent.OFFER_CANCELLED)
+        elif agent.state is AgentState.IN_CALL:
+            core.end_agent_call(agent.id)
+        elif agent.state is AgentState.WRAP_UP and agent.id not in wrapping:
+            core.roster.apply(agent.id, AgentEvent.WRAP_UP_DONE)

@@ -41,12 +41,17 @@ class CallFlows(Protocol):
     ) -> FlowOutcome | None:
         """Run the hotline's current flow on the call; None when no flow serves the hotline.
 
-        The call keeps the flow version it started with (for its survey).
+        The call keeps the flow version it started with (for its survey). A flow cut
+        short by the switch port failing (not by the caller) ends with ``reason``
+        ``channel_error``.
         """
         ...
 
-    async def survey(self, port: SwitchPort, call_uuid: str, *, caller: str) -> int | None:
-        """The call's satisfaction survey (its flow version's); the key pressed, or None."""
+    async def survey(
+        self, port: SwitchPort, call_uuid: str, *, caller: str, hotline: str
+    ) -> int | None:
+        """The call's satisfaction survey (its flow version's, or the hotline's current one
+        for a call re-adopted after a restart); the key pressed, or None."""
         ...
 
     def forget(self, call_uuid: str) -> None:

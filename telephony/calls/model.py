@@ -19,9 +19,13 @@ reject, unreachable: back to the queue, that agent excluded), ``bridge``,
 
 The outcome is read from the state the call ended in: ``parked``/``ivr`` →
 abandoned in IVR, ``queued``/``offering`` → abandoned in queue,
-``connected``/``after_agent`` → answered. Effects tell the engine what to do
-besides moving: put the call back in the queue and route, cancel a ringing
-agent leg, end the agent's call.
+``connected``/``after_agent`` → answered; but a call that the switch ended
+before it reached an agent, with no hang-up from the citizen (``recv_bye`` /
+``recv_cancel``) and none asked by us, was lost by the system (``lost``,
+呼损), not abandoned. An IVR ending (self-service, blocked) counts only when
+we ended the call; a citizen who hangs up during the IVR abandoned it.
+Effects tell the engine what to do besides moving: put the call back in the
+queue and route, cancel a ringing agent leg, end the agent's call.
 """
 
 from __future__ import annotations
@@ -71,6 +75,9 @@ class Outcome(Enum):
     SELF_SERVICE = "self_service"
     VOICEMAIL = "voicemail"
     TRANSFERRED = "transferred"
+    # The switch ended the call before it reached an agent (park timer, media timeout,
+    # a failure): a system loss (呼损), not the citizen's abandon.
+    LOST = "lost"
 
 
 St, In, Fx = CallState, CallInput, CallEffect
@@ -129,7 +136,6 @@ class Call:
     agent_leg: str | None = None
     offered_agent: str | None = None
     offer_leg: str | None = None
-    tried_agents: set[str] = field(default_factory=set)
     legs: dict[str, Leg] = field(default_factory=dict)
     recording_id: str | None = None
     recording_path: str | None = None
@@ -140,6 +146,14 @@ class Call:
     ivr_keys: str = ""
     ivr_outcome: Outcome | None = None  # the flow ended the call (blocked, voicemail, ...)
     survey_score: int | None = None
+    hold_music: str | None = None  # the dialplan's choice (``hold_music``), else the engine's
+    controlled: bool = False  # out of the dialplan's park (and its park_timeout): ours
+    we_hung_up: bool = False  # we asked the switch to end the caller's leg
+    ended_unseen: bool = False  # ended while we were disconnected: nobody knows who hung up
+    bridging: bool = False  # music stopped for a bridge that is not confirmed yet
+    ivr_restarts: int = 0
+    #: agent id -> when they last failed to take this call (not re-offered for a while)
+    tried_at: dict[str, float] = field(default_factory=dict)
 
     def move(self, event: CallInput) -> tuple[CallEffect, ...]:
         """Apply ``event`` with the call state machine; returns the effects to carry out."""
@@ -147,11 +161,32 @@ class Call:
         self.last_state, self.state = self.state, rule.target
         return rule.effects
 
+    def recently_tried(self, now: float, within: float) -> frozenset[str]:
+        """Agents who failed to take this call less than ``within`` seconds ago."""
+        return frozenset(a for a, at in self.tried_at.items() if now - at < within)
+
+    @property
+    def caller_hung_up(self) -> bool:
+        return self.hangup_disposition in ("recv_bye", "recv_cancel")
+
     @property
     def outcome(self) -> Outcome:
         state = self.last_state if self.state is CallState.ENDED else self.state
-        if self.ivr_outcome is not None and state in (CallState.PARKED, CallState.IVR):
+        before_agent = state in (
+            CallState.PARKED,
+            CallState.IVR,
+            CallState.QUEUED,
+            CallState.OFFERING,
+        )
+        kept = self.ivr_outcome in (Outcome.TRANSFERRED, Outcome.VOICEMAIL) or self.we_hung_up
+        if state in (CallState.PARKED, CallState.IVR) and self.ivr_outcome is not None and kept:
             return self.ivr_outcome
+        if (
+            before_agent
+            and self.state is CallState.ENDED
+            and not (self.caller_hung_up or self.we_hung_up or self.ended_unseen)
+        ):
+            return Outcome.LOST
         return outcome_of(state)
 
     @property
@@ -162,9 +197,11 @@ class Call:
         leg ended with ``recv_bye`` (the phone hung up). Otherwise ``recv_bye`` or
         ``recv_cancel`` on the caller leg means the citizen hung up; anything else was us.
         """
+        if self.ended_unseen:
+            return "unknown"
         if self.state is CallState.ENDED and self.last_state is CallState.AFTER_AGENT:
             return "agent" if self.agent_left_first else "system"
-        if self.hangup_disposition in ("recv_bye", "recv_cancel"):
+        if self.caller_hung_up:
             return "caller"
         return "system"
 

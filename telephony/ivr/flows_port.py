@@ -28,22 +28,28 @@ class EngineFlows:
         self._sessions[call_uuid] = (session, hotline)
         result = await self.service.run(session, port, call_uuid, caller=caller, hotline=hotline)
         action = result.action
+        failed = any(step.kind == "error" for step in result.steps)
         return FlowOutcome(
             action=action.kind,
             group=action.group if isinstance(action, Queue) else None,
             priority=action.priority if isinstance(action, Queue) else 0,
             number=action.number if isinstance(action, Transfer) else None,
-            reason=getattr(action, "reason", None),
+            reason="channel_error" if failed else getattr(action, "reason", None),
             keys=result.keys,
             flow=result.flow,
             version=result.version,
         )
 
-    async def survey(self, port: SwitchPort, call_uuid: str, *, caller: str) -> int | None:
+    async def survey(
+        self, port: SwitchPort, call_uuid: str, *, caller: str, hotline: str
+    ) -> int | None:
         kept = self._sessions.get(call_uuid)
-        if kept is None:
-            return None
-        session, hotline = kept
+        if kept is None:  # re-adopted after a restart: the hotline's current flow
+            session = self.service.session(hotline)
+            if session is None:
+                return None
+        else:
+            session, hotline = kept
         result = await self.service.survey(session, port, call_uuid, caller=caller, hotline=hotline)
         return None if result is None else result.score
 

@@ -49,6 +49,23 @@ class ScriptedPort:
             yield
 
 
+def park(engine: CallEngine, caller: str = CALLER, number: str = "13800138000") -> None:
+    """The dialplan's park, then the core's re-park that the engine's uuid_park asks for."""
+    for state in ("CS_EXECUTE", "CS_PARK"):
+        engine.dispatch(
+            Event(
+                {
+                    "Event-Name": "CHANNEL_PARK",
+                    "Unique-ID": caller,
+                    "Channel-State": state,
+                    "Call-Direction": "inbound",
+                    "Caller-Caller-ID-Number": number,
+                    "variable_hotline": "12345",
+                }
+            )
+        )
+
+
 async def test_a_failed_bridge_frees_the_agent_and_puts_the_call_back(tmp_path: Path) -> None:
     port = ScriptedPort(fail={"uuid_bridge"})
     buffer = WriteBuffer(engine=None)  # type: ignore[arg-type]  # never started: rows pile up
@@ -57,17 +74,7 @@ async def test_a_failed_bridge_frees_the_agent_and_puts_the_call_back(tmp_path: 
     engine = CallEngine(port, roster, buffer, EngineSettings(recordings_dir=tmp_path))  # type: ignore[arg-type]
     roster.apply("a1", AgentEvent.SIGN_IN)
 
-    engine.dispatch(
-        Event(
-            {
-                "Event-Name": "CHANNEL_PARK",
-                "Unique-ID": CALLER,
-                "Call-Direction": "inbound",
-                "Caller-Caller-ID-Number": "13800138000",
-                "variable_hotline": "12345",
-            }
-        )
-    )
+    park(engine)
     async with asyncio.timeout(5):
         while not any(cmd[0] == "uuid_bridge" for cmd in port.apis):
             await asyncio.sleep(0.01)
@@ -75,7 +82,7 @@ async def test_a_failed_bridge_frees_the_agent_and_puts_the_call_back(tmp_path: 
             await asyncio.sleep(0.01)
 
     call = engine.calls[CALLER]
-    assert call.state is CallState.QUEUED and call.tried_agents == {"a1"}
+    assert call.state is CallState.QUEUED and set(call.tried_at) == {"a1"}
     assert roster.get("a1").state is AgentState.AVAILABLE  # not stuck ringing, not "no answer"
     killed = [cmd for cmd in port.apis if cmd[0] == "uuid_kill"]
     assert len(killed) == 1 and killed[0][1] == call.legs[killed[0][1]].uuid

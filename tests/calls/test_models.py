@@ -48,9 +48,55 @@ def test_outcome_follows_the_state_the_call_ended_in(
     call = _call()
     for event in path:
         call.move(event)
+    call.hangup_disposition = "recv_bye"  # the citizen hung up
     effects = call.move(CallInput.HANGUP)
     assert call.state is CallState.ENDED and call.outcome is outcome
     assert CallEffect.WRITE_CDR in effects
+
+
+@pytest.mark.parametrize(
+    "path",
+    [[], [CallInput.ANSWER], [CallInput.ANSWER, CallInput.ENQUEUE]],
+)
+def test_a_call_the_switch_ended_before_an_agent_is_a_system_loss(
+    path: list[CallInput],
+) -> None:
+    call = _call()
+    for event in path:
+        call.move(event)
+    call.hangup_cause, call.hangup_disposition = "NORMAL_TEMPORARY_FAILURE", "send_bye"
+    call.move(CallInput.HANGUP)
+    assert (call.outcome, call.hung_up_by) == (Outcome.LOST, "system")
+
+
+def test_self_service_needs_us_to_end_the_call_and_a_citizen_leaving_abandons() -> None:
+    left, served = _call(), _call()
+    for call in (left, served):
+        call.move(CallInput.ANSWER)
+        call.ivr_outcome = Outcome.SELF_SERVICE
+    left.hangup_disposition = "recv_bye"
+    served.we_hung_up, served.hangup_disposition = True, "send_bye"
+    for call in (left, served):
+        call.move(CallInput.HANGUP)
+    assert left.outcome is Outcome.ABANDONED_IN_IVR
+    assert served.outcome is Outcome.SELF_SERVICE
+
+
+def test_a_voice_message_ended_by_the_citizen_is_a_voice_message() -> None:
+    call = _call()
+    call.move(CallInput.ANSWER)
+    call.ivr_outcome, call.hangup_disposition = Outcome.VOICEMAIL, "recv_bye"
+    call.move(CallInput.HANGUP)
+    assert call.outcome is Outcome.VOICEMAIL
+
+
+def test_a_call_ended_while_we_were_disconnected_says_nobody_knows_who_hung_up() -> None:
+    call = _call()
+    for event in (CallInput.ANSWER, CallInput.ENQUEUE):
+        call.move(event)
+    call.ended_unseen = True
+    call.move(CallInput.HANGUP)
+    assert (call.outcome, call.hung_up_by) == (Outcome.ABANDONED_IN_QUEUE, "unknown")
 
 
 def test_hanging_up_while_the_agent_rings_cancels_the_offer() -> None:

@@ -1,0 +1,23 @@
+"""Values from the switch made safe to store: what a caller controls must not cost a row.
+
+A caller ID, a hangup cause or a digit string comes from the network. PostgreSQL
+refuses text with a NUL byte and strings longer than their column, and a refused
+CDR is a lost call; so every such value is cleaned where it enters the domain.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+
+def clean(value: str | None, limit: int) -> str:
+    """``value`` without control characters (NUL included), trimmed, cut to ``limit``."""
+    if not value:
+        return ""
+    kept = "".join(c for c in value if unicodedata.category(c)[0] != "C" or c == " ")
+    return kept.strip()[:limit]
+
+
+def clean_or_none(value: str | None, limit: int) -> str | None:
+    """As :func:`clean`, with None (or nothing left) as None."""
+    return clean(value, limit) or None
