@@ -189,6 +189,11 @@ def users() -> None:
     """API principals (who may call the HTTP API) and their bearer tokens.
 
     \b
+    Commands:
+      create NAME --role ROLE   make a principal and print its token (once)
+      revoke NAME               stop its token from working
+
+    \b
     Roles:
       agent       acts on its own agent only (--agent ID)
       supervisor  agents, calls and reports of its areas (--area, comma-separated)
@@ -220,9 +225,16 @@ def create_user(
       curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8080/v1/agents
     """
     settings = _settings(config_file)
-    from telephony.auth import PrincipalError, Role, check_principal, parse_areas
+    from telephony.auth import (
+        PrincipalError,
+        Role,
+        check_principal,
+        check_principal_name,
+        parse_areas,
+    )
 
     try:
+        check_principal_name(name)
         check_principal(Role(role), parse_areas(area), agent_id)
         token = asyncio.run(_create_user(settings, name, Role(role), area, agent_id))
     except PrincipalError as exc:
@@ -273,6 +285,59 @@ async def _create_user(
     finally:
         await engine.dispose()
     return token
+
+
+@users.command("revoke")
+@click.argument("name")
+@_config_option
+def revoke_user(name: str, config_file: Path | None) -> None:
+    """Revoke the API principal NAME: its bearer token stops working.
+
+    A running control plane re-checks the tokens it has cached against the
+    database every TELEPHONY_AUTH_REVALIDATE_SECONDS (default 30), so it
+    rejects this one within that time. The principal's row and its audit
+    history stay; to give access again, create a new principal (a new token).
+
+    \b
+      telephony users revoke lina
+    """
+    settings = _settings(config_file)
+    from telephony.auth import PrincipalError
+
+    try:
+        changed = asyncio.run(_revoke_user(settings, name))
+    except PrincipalError as exc:
+        raise click.ClickException(str(exc)) from None
+    except Exception as exc:
+        log.exception("cannot revoke the principal")
+        raise click.ClickException(f"cannot revoke the principal: {exc}") from exc
+    if changed:
+        click.echo(
+            f"revoked {name}; a running server rejects its token within "
+            f"{settings.auth_revalidate_seconds:g} s",
+            err=True,
+        )
+    else:
+        click.echo(f"{name} was already revoked", err=True)
+
+
+async def _revoke_user(settings: Settings, name: str) -> bool:
+    from telephony.auth import record_audit, revoke_principal
+    from telephony.services import open_database
+    from telephony.store.migrate import upgrade
+
+    engine, _ = await open_database(settings)
+    try:
+        await upgrade(engine)
+        async with engine.begin() as connection:
+            _, changed = await revoke_principal(connection, name)
+            if changed:
+                await record_audit(
+                    connection, f"cli:{getpass.getuser()}", "principal.revoke", "principal", name
+                )
+    finally:
+        await engine.dispose()
+    return changed
 
 
 @main.group()

@@ -82,6 +82,27 @@ class Settings(BaseSettings):
     wrap_up_seconds: float = Field(
         default=10.0, ge=0, description="after-call work time before an agent is offered again"
     )
+    api_max_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        description="the largest request body the API accepts, in bytes; larger ones get 413 "
+        "before they are read",
+    )
+    auth_cache_size: int = Field(
+        default=10_000, ge=1, description="how many verified API tokens are kept in memory"
+    )
+    auth_revalidate_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="how often a cached API token is re-checked against the database; "
+        "a revoked token stops working within this time",
+    )
+    auth_cache_ttl_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        description="how long a verified API token keeps working while the database "
+        "cannot be reached",
+    )
 
     @classmethod
     def settings_customise_sources(

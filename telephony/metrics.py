@@ -98,6 +98,19 @@ class Metrics:
             registry=r,
         )
 
+        self.api_auth = Counter(
+            "telephony_api_auth",
+            "API token checks by result: cached, verified, stale (a cached principal served "
+            "while the database was unreachable), rejected, unavailable (503)",
+            ["result"],
+            registry=r,
+        )
+        self.api_bodies_refused = Counter(
+            "telephony_api_bodies_refused",
+            "API requests refused with 413 because their body was over the size limit",
+            registry=r,
+        )
+
     def render(self) -> bytes:
         """The registry in the Prometheus text format."""
         return generate_latest(self.registry)

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Path, Response
 from telephony.acd.agent_state import AGENT_MACHINE, Agent, AgentEvent
 from telephony.api import agent_records
 from telephony.api.deps import AdminCaller, AuditLog, ServicesDep, StaffCaller
-from telephony.api.errors import ERROR_RESPONSES, forbidden
+from telephony.api.errors import ERROR_RESPONSES, forbidden, responses
 from telephony.api.schemas import (
     AgentCreate,
     AgentList,
@@ -30,7 +30,13 @@ from telephony.services import Services
 
 router = APIRouter(prefix="/v1/agents", tags=["agents"], responses=ERROR_RESPONSES)
 
-AgentPath = Path(description="the agent's id", max_length=64)
+AgentPath = Path(
+    description="the agent's id (letters, digits, _ . -)",
+    min_length=1,
+    max_length=64,
+    pattern=r"^[A-Za-z0-9_.\-]+$",
+)
+CONFLICT = responses(409)
 
 
 def _visible_agent(services: Services, caller: Caller, agent_id: str) -> Agent:
@@ -53,7 +59,7 @@ async def list_agents(services: ServicesDep, caller: StaffCaller) -> AgentList:
     return AgentList(agents=agents)
 
 
-@router.post("", status_code=201, summary="Create an agent (admin)")
+@router.post("", status_code=201, summary="Create an agent (admin)", responses=CONFLICT)
 async def create_agent(
     body: AgentCreate, services: ServicesDep, caller: AdminCaller, audit: AuditLog
 ) -> AgentView:
@@ -67,7 +73,11 @@ async def get_agent(
     return AgentView.of(_visible_agent(services, caller, agent_id))
 
 
-@router.patch("/{agent_id}", summary="Change an agent's name, extension, area or skills (admin)")
+@router.patch(
+    "/{agent_id}",
+    summary="Change an agent's name, extension, area or skills (admin)",
+    responses=CONFLICT,
+)
 async def update_agent(
     body: AgentUpdate,
     services: ServicesDep,
@@ -79,7 +89,9 @@ async def update_agent(
     return AgentView.of(await agent_records.update_agent(services, audit, agent, body))
 
 
-@router.delete("/{agent_id}", status_code=204, summary="Delete a signed-out agent (admin)")
+@router.delete(
+    "/{agent_id}", status_code=204, summary="Delete a signed-out agent (admin)", responses=CONFLICT
+)
 async def delete_agent(
     services: ServicesDep, caller: AdminCaller, audit: AuditLog, agent_id: str = AgentPath
 ) -> Response:
@@ -110,7 +122,7 @@ async def _change(
     return StateChangeReply(agent=AgentView.of(agent), deferred=deferred, detail=detail)
 
 
-@router.post("/{agent_id}/sign-in", summary="签入: start taking calls")
+@router.post("/{agent_id}/sign-in", summary="签入: start taking calls", responses=CONFLICT)
 async def sign_in(
     services: ServicesDep, caller: StaffCaller, audit: AuditLog, agent_id: str = AgentPath
 ) -> StateChangeReply:
@@ -120,6 +132,7 @@ async def sign_in(
 @router.post(
     "/{agent_id}/sign-out",
     summary="签出: stop taking calls (deferred until the current call and wrap-up end)",
+    responses=CONFLICT,
 )
 async def sign_out(
     services: ServicesDep, caller: StaffCaller, audit: AuditLog, agent_id: str = AgentPath
@@ -130,6 +143,7 @@ async def sign_out(
 @router.post(
     "/{agent_id}/busy",
     summary="置忙 with a reason (deferred until the current call and wrap-up end)",
+    responses=CONFLICT,
 )
 async def set_busy(
     body: BusyRequest,
@@ -141,7 +155,11 @@ async def set_busy(
     return await _change(services, caller, audit, agent_id, AgentEvent.SET_BUSY, body.reason)
 
 
-@router.post("/{agent_id}/idle", summary="置闲: available for calls (cancels a deferred busy)")
+@router.post(
+    "/{agent_id}/idle",
+    summary="置闲: available for calls (cancels a deferred busy)",
+    responses=CONFLICT,
+)
 async def set_idle(
     services: ServicesDep, caller: StaffCaller, audit: AuditLog, agent_id: str = AgentPath
 ) -> StateChangeReply:

@@ -2,12 +2,21 @@
 
 Nothing is created at import time: ``create_app(services)`` builds a new app
 each call. It does not start or stop the services; ``telephony serve`` (or a
-test) owns their lifecycle.
+test) owns their lifecycle. The app owns the cache of verified principals
+(``app.state.principals``) and two ASGI middlewares that answer before any
+body is read (:mod:`telephony.api.middleware`): the size limit (413), then
+the bearer token of ``/v1`` requests (401).
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from typing import Any
+
 from fastapi import FastAPI
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 
 from telephony import __version__
 from telephony.api import (
@@ -19,22 +28,89 @@ from telephony.api import (
     metrics,
     skill_groups,
 )
-from telephony.api.errors import install_error_handlers
+from telephony.api.deps import current_caller
+from telephony.api.errors import install_error_handlers, responses
+from telephony.api.middleware import BearerAuth, BodyLimit
+from telephony.auth import PrincipalCache
 from telephony.services import Services
 
 DESCRIPTION = """\
 Control plane of a 12345 government-service hotline.
 
 Every `/v1` endpoint needs `Authorization: Bearer TOKEN` (tokens come from
-`telephony users create`). Errors are `{"error": code, "detail": text}`.
+`telephony users create`). Errors are `{"error": code, "detail": text}`;
+422 adds `fields`, one entry per invalid input. A body that is not JSON is
+400; a body over `TELEPHONY_API_MAX_BODY_BYTES` is 413, answered before the
+body is read, as is the 401 of a request without a valid token.
 """
 
+API_PREFIX = "/v1"
 
-def create_app(services: Services) -> FastAPI:
-    """A new API application serving ``services``."""
+
+def principal_cache(
+    services: Services, *, clock: Callable[[], float] = time.monotonic
+) -> PrincipalCache:
+    """The cache of verified principals that ``create_app`` builds from the settings."""
+    settings = services.settings
+    counter = services.metrics.api_auth
+    return PrincipalCache(
+        services.database,
+        max_entries=settings.auth_cache_size,
+        revalidate_after=settings.auth_revalidate_seconds,
+        ttl=settings.auth_cache_ttl_seconds,
+        clock=clock,
+        on_result=lambda result: counter.labels(result).inc(),
+    )
+
+
+def create_app(services: Services, *, principals: PrincipalCache | None = None) -> FastAPI:
+    """A new API application serving ``services`` (``principals``: a cache to use instead)."""
     app = FastAPI(title="telephony", version=__version__, description=DESCRIPTION)
     app.state.services = services
+    app.state.principals = principal_cache(services) if principals is None else principals
     install_error_handlers(app)
     for module in (health, metrics, agents, skill_groups, calls, call_records, blocked_numbers):
         app.include_router(module.router)
+    document_errors(app)
+    # The last added runs first: the size limit, then the token, then the routes.
+    app.add_middleware(BearerAuth, principals=app.state.principals, prefix=API_PREFIX)
+    refused = services.metrics.api_bodies_refused
+    app.add_middleware(
+        BodyLimit, max_bytes=services.settings.api_max_body_bytes, on_refused=refused.inc
+    )
     return app
+
+
+def _uses(dependant: Dependant, test: Callable[[Any], bool]) -> bool:
+    return any(test(d.call) or _uses(d, test) for d in dependant.dependencies)
+
+
+def _params(dependant: Dependant, kind: str) -> bool:
+    own: list[Any] = getattr(dependant, f"{kind}_params")
+    return bool(own) or any(_params(d, kind) for d in dependant.dependencies)
+
+
+def document_errors(app: FastAPI) -> None:
+    """List on each route the error statuses it can answer from what it takes.
+
+    400, 413 and 422 with a body; 404 and 422 with path parameters; 422 with
+    query parameters; 401 under ``/v1`` (every one needs a token); 403 with a
+    role check. A route's own ``responses`` entries are kept as they are.
+    """
+    for route in app.routes:
+        if not isinstance(route, APIRoute):
+            continue
+        statuses: set[int] = set()
+        if route.body_field is not None:
+            statuses |= {400, 413, 422}
+        if _params(route.dependant, "path"):
+            statuses |= {404, 422}
+        if _params(route.dependant, "query"):
+            statuses.add(422)
+        if route.path.startswith(API_PREFIX + "/") or _uses(
+            route.dependant, lambda call: call is current_caller
+        ):
+            statuses.add(401)
+        if _uses(route.dependant, lambda call: hasattr(call, "roles")):
+            statuses.add(403)
+        route.responses = {**responses(*sorted(statuses)), **route.responses}

@@ -3,6 +3,13 @@
 Agents may block a malicious caller (the contract lists it among agent
 functions); admins and supervisors may also unblock. Admins, supervisors
 and auditors read the list. Every change is audited in its own transaction.
+
+Blocking a number that is already blocked answers 200 with the entry as it
+stands. An agent never changes an existing entry: who blocked it and why
+stay as its first author wrote them (an admin's reason is not replaced by an
+agent's). An admin or supervisor, who may unblock and block again anyway,
+replaces the reason when it sends one, and becomes the author (audited as
+an update).
 """
 
 from __future__ import annotations
@@ -10,7 +17,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Response
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from telephony.api.deps import AuditLog, ReportReader, ServicesDep, require_role
@@ -26,6 +33,8 @@ router = APIRouter(
 _BLOCKED = table_of(BlockedNumber)
 Blocker = Annotated[Caller, Depends(require_role(Role.ADMIN, Role.SUPERVISOR, Role.AGENT))]
 Unblocker = Annotated[Caller, Depends(require_role(Role.ADMIN, Role.SUPERVISOR))]
+#: Who may change an existing entry's reason and author (those who may unblock it).
+_EDITORS = frozenset({Role.ADMIN, Role.SUPERVISOR})
 NumberPath = Path(description="the blocked number", pattern=r"^\+?[0-9]{3,20}$")
 
 
@@ -38,24 +47,50 @@ async def list_blocked(services: ServicesDep, caller: ReportReader) -> BlockedNu
     )
 
 
-@router.post("", status_code=201, summary="Block a number (agent, supervisor, admin)")
+@router.post(
+    "",
+    status_code=201,
+    summary="Block a number (agent, supervisor, admin)",
+    responses={
+        200: {
+            "model": BlockedNumberView,
+            "description": "Already blocked: the entry as it stands (an agent changes nothing; "
+            "an admin or supervisor sending a reason replaces it and becomes the author).",
+        }
+    },
+)
 async def block(
-    body: BlockedNumberCreate, services: ServicesDep, caller: Blocker, audit: AuditLog
+    body: BlockedNumberCreate,
+    services: ServicesDep,
+    caller: Blocker,
+    audit: AuditLog,
+    response: Response,
 ) -> BlockedNumberView:
     async with services.database.begin() as connection:
-        await connection.execute(
+        created = await connection.scalar(
             insert(_BLOCKED)
             .values(number=body.number, reason=body.reason, created_by=caller.name)
-            .on_conflict_do_update(
-                index_elements=["number"], set_={"reason": body.reason, "created_by": caller.name}
-            )
+            .on_conflict_do_nothing(index_elements=["number"])
+            .returning(_BLOCKED.c.number)
         )
+        if created is not None:
+            await audit.record_on(
+                connection, "blocked_number.add", "number", body.number, reason=body.reason
+            )
+        else:
+            response.status_code = 200
+            if caller.role in _EDITORS and body.reason is not None:
+                await connection.execute(
+                    update(_BLOCKED)
+                    .where(_BLOCKED.c.number == body.number)
+                    .values(reason=body.reason, created_by=caller.name)
+                )
+                await audit.record_on(
+                    connection, "blocked_number.update", "number", body.number, reason=body.reason
+                )
         row = (
             await connection.execute(select(_BLOCKED).where(_BLOCKED.c.number == body.number))
         ).one()
-        await audit.record_on(
-            connection, "blocked_number.add", "number", body.number, reason=body.reason
-        )
     return BlockedNumberView.model_validate(dict(row._mapping))
 
 

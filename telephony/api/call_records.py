@@ -12,7 +12,6 @@ and auditors only. Agents have no access: their own history is a report.
 from __future__ import annotations
 
 import uuid as uuid_module
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -21,6 +20,7 @@ from sqlalchemy import ColumnElement, Select, false, func, or_, select
 from telephony.api.deps import ReportReader, ServicesDep
 from telephony.api.errors import ERROR_RESPONSES, not_found
 from telephony.api.schemas import CallEventView, CallRecordDetail, CallRecordPage, CallRecordView
+from telephony.api.validation import INT64_MAX, Query32, Query64, UtcDatetime
 from telephony.auth import Caller, Role
 from telephony.store.models import Agent, Call, CallEvent, Hotline, table_of
 
@@ -61,16 +61,20 @@ def _filtered(query: Select[Any], conditions: list[ColumnElement[bool]]) -> Sele
 async def list_call_records(
     services: ServicesDep,
     caller: ReportReader,
-    since: Annotated[datetime | None, Query(description="arrived at or after (ISO 8601)")] = None,
-    until: Annotated[datetime | None, Query(description="arrived before (ISO 8601)")] = None,
-    caller_number: Annotated[
-        str | None, Query(alias="caller", max_length=64, description="the citizen's number")
+    since: Annotated[
+        UtcDatetime | None, Query(description="arrived at or after (ISO 8601; no offset: UTC)")
     ] = None,
-    hotline: Annotated[str | None, Query(max_length=32, description="the dialled hotline")] = None,
-    agent: Annotated[str | None, Query(max_length=64, description="the answering agent")] = None,
-    outcome: Annotated[str | None, Query(max_length=32, description="e.g. answered")] = None,
+    until: Annotated[
+        UtcDatetime | None, Query(description="arrived before (ISO 8601; no offset: UTC)")
+    ] = None,
+    caller_number: Annotated[
+        Query64 | None, Query(alias="caller", description="the citizen's number")
+    ] = None,
+    hotline: Annotated[Query32 | None, Query(description="the dialled hotline")] = None,
+    agent: Annotated[Query64 | None, Query(description="the answering agent")] = None,
+    outcome: Annotated[Query32 | None, Query(description="e.g. answered")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=INT64_MAX)] = 0,
 ) -> CallRecordPage:
     conditions: list[ColumnElement[bool]] = []
     if since is not None:

@@ -2,7 +2,9 @@
 
 * :data:`ServicesDep` - the process's :class:`telephony.services.Services`.
 * :data:`CurrentCaller` - the principal behind ``Authorization: Bearer TOKEN``
-  (401 when missing, unknown or disabled).
+  (401 when missing, unknown or revoked), found by
+  :class:`~telephony.api.middleware.BearerAuth` before the body was read, or
+  here through the app's :class:`~telephony.auth.PrincipalCache`.
 * :data:`AdminCaller`, :data:`StaffCaller`, :data:`ReportReader` - the caller,
   after a role check (403 otherwise).
 * :data:`AuditLog` - writes the audit row of a privileged action.
@@ -18,10 +20,12 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from telephony.api.errors import ApiError, forbidden
-from telephony.auth import Caller, Role, find_principal, record_audit
+from telephony.auth import Caller, PrincipalCache, Role, record_audit
 from telephony.services import Services
 
 _bearer = HTTPBearer(auto_error=False, description="a token from `telephony users create`")
+#: Where :class:`~telephony.api.middleware.BearerAuth` leaves the request's principal.
+CALLER_SCOPE_KEY = "telephony.caller"
 
 
 def get_services(request: Request) -> Services:
@@ -36,18 +40,36 @@ def _unauthorized(detail: str) -> ApiError:
     return ApiError(401, "unauthorized", detail, headers={"WWW-Authenticate": "Bearer"})
 
 
+async def authenticate_header(principals: PrincipalCache, authorization: str | None) -> Caller:
+    """The principal behind an ``Authorization`` header value; 401 (ApiError) if none.
+
+    Raises :class:`~telephony.auth.PrincipalsUnavailable` (503) when the token
+    is not cached and the database cannot be asked.
+    """
+    scheme, _, token = (authorization or "").strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise _unauthorized("send Authorization: Bearer TOKEN (see `telephony users create`)")
+    caller = await principals.authenticate(token)
+    if caller is None:
+        raise _unauthorized("unknown or revoked token")
+    return caller
+
+
+def get_principals(request: Request) -> PrincipalCache:
+    """The app's cache of verified principals."""
+    return cast(PrincipalCache, request.app.state.principals)
+
+
 async def current_caller(
-    services: ServicesDep,
+    request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Caller:
-    """The principal holding the request's bearer token."""
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        raise _unauthorized("send Authorization: Bearer TOKEN (see `telephony users create`)")
-    async with services.database.connect() as connection:
-        caller = await find_principal(connection, credentials.credentials)
-    if caller is None:
-        raise _unauthorized("unknown or disabled token")
-    return caller
+    """The principal holding the request's bearer token (``credentials`` documents the scheme)."""
+    caller = request.scope.get(CALLER_SCOPE_KEY)
+    if isinstance(caller, Caller):
+        return caller
+    return await authenticate_header(get_principals(request), request.headers.get("authorization"))
 
 
 CurrentCaller = Annotated[Caller, Depends(current_caller)]
@@ -62,6 +84,7 @@ def require_role(*roles: Role) -> Callable[[Caller], Coroutine[Any, Any, Caller]
             raise forbidden(f"role {caller.role.value} may not do this (needs {names})")
         return caller
 
+    check.roles = roles  # type: ignore[attr-defined]  # read by the OpenAPI error documentation
     return check
 
 

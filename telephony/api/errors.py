@@ -1,10 +1,15 @@
 """Uniform JSON errors: ``{"error": code, "detail": text}``, never a stack trace.
 
 Validation errors (422) also list each offending field under ``fields``, and
-name them in ``detail``. Domain exceptions map to statuses here, so routes
-can let them propagate: an unknown agent is 404, an illegal state change 409,
-an unreachable database 503. Anything else is a 500 whose body says only
-"internal error"; the traceback goes to the log.
+name them in ``detail``; a body that is not JSON at all is 400. Domain
+exceptions map to statuses here, so routes can let them propagate: an
+unknown agent is 404, an illegal state change 409, an unreachable database
+503. Anything else is a 500 whose body says only "internal error"; the
+traceback goes to the log.
+
+:func:`responses` documents error statuses in the OpenAPI schema;
+``telephony.api.app`` adds 400, 401, 403, 404, 413 and 422 to each route from
+what the route takes (a body, path or query parameters, a token, a role).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from telephony.acd.roster import UnknownAgent
+from telephony.auth import PrincipalsUnavailable, is_database_outage
 from telephony.fsm import IllegalTransition
 
 log = logging.getLogger(__name__)
@@ -43,10 +49,25 @@ class ErrorBody(BaseModel):
     fields: list[FieldError] | None = None
 
 
-#: For routers' ``responses=``: the error statuses they may answer, documented in OpenAPI.
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorBody} for status in (401, 403, 404, 409, 422, 503)
+_MEANINGS = {
+    400: "The body is not well-formed JSON.",
+    401: "No valid bearer token (`Authorization: Bearer TOKEN`).",
+    403: "The token's role or areas do not allow this.",
+    404: "No such thing (or not visible to this token).",
+    409: "Conflicts with the current state (the detail says which).",
+    413: "The request body is larger than `TELEPHONY_API_MAX_BODY_BYTES`.",
+    422: "Invalid input: `fields` names each offending field and why.",
+    503: "The database cannot be reached; retry.",
 }
+
+
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """For ``responses=``: these error statuses, with their meaning and the error body."""
+    return {s: {"model": ErrorBody, "description": _MEANINGS[s]} for s in statuses}
+
+
+#: What any route that reads or writes the database may answer besides its own errors.
+ERROR_RESPONSES = responses(503)
 
 
 class ApiError(Exception):
@@ -111,8 +132,19 @@ async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status, exc.code, exc.detail, headers=exc.headers)
 
 
+#: FastAPI's detail when reading or decoding the body failed other than by a JSON syntax error.
+_BODY_PARSE_FAILED = "There was an error parsing the body"
+
+
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and exc.detail == _BODY_PARSE_FAILED:
+        return error_response(
+            400,
+            "malformed_json",
+            "the body could not be read as JSON (not UTF-8, nested too deeply, "
+            "or a number too long)",
+        )
     return error_response(
         exc.status_code, _code_for(exc.status_code), str(exc.detail), headers=exc.headers
     )
@@ -120,6 +152,14 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    for error in exc.errors():
+        if error.get("type") == "json_invalid":
+            reason = (error.get("ctx") or {}).get("error") or "JSON decode error"
+            loc: tuple[Any, ...] = tuple(error.get("loc") or ())
+            where = f" at position {loc[1]}" if len(loc) > 1 else ""
+            return error_response(
+                400, "malformed_json", f"the body is not valid JSON: {reason}{where}"
+            )
     fields = _field_errors(exc)
     detail = "; ".join(f"{f.field}: {f.message}" for f in fields) or "invalid request"
     return error_response(422, "invalid_request", detail, fields=fields)
@@ -144,19 +184,29 @@ async def _database_down(request: Request, exc: Exception) -> JSONResponse:
         "database unavailable for a request",
         extra={"path": request.url.path, "error": type(exc).__name__},
     )
-    return error_response(503, "database_unavailable", "the database cannot be reached; retry")
+    return database_unavailable()
 
 
-#: SQLSTATE classes that mean "the server cannot serve now" rather than "bad request":
-#: 08 connection exception, 53 insufficient resources, 57 operator intervention
-#: (shutting down, starting up). asyncpg's errors of these classes reach us as plain DBAPIError.
-_UNAVAILABLE_SQLSTATE_CLASSES = frozenset({"08", "53", "57"})
+TOKEN_UNCHECKED = "this token cannot be checked: the database cannot be reached; retry"
+
+
+def database_unavailable(
+    detail: str = "the database cannot be reached; retry",
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    """The 503 of a request that needs the database while it cannot be reached."""
+    return error_response(
+        503, "database_unavailable", detail, headers={"Retry-After": "5", **(headers or {})}
+    )
+
+
+async def _principals_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    return database_unavailable(TOKEN_UNCHECKED)
 
 
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DBAPIError)
-    sqlstate = str(getattr(exc.orig, "sqlstate", "") or "")
-    if exc.connection_invalidated or sqlstate[:2] in _UNAVAILABLE_SQLSTATE_CLASSES:
+    if is_database_outage(exc):
         return await _database_down(request, exc)
     return await _internal(request, exc)
 
@@ -177,6 +227,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(UnknownAgent, _unknown_agent)
     app.add_exception_handler(IllegalTransition, _illegal_transition)
+    app.add_exception_handler(PrincipalsUnavailable, _principals_unavailable)
     for outage in (OperationalError, InterfaceError, OSError, TimeoutError):
         app.add_exception_handler(outage, _database_down)
     app.add_exception_handler(DBAPIError, _database_error)

@@ -1,4 +1,8 @@
-"""Request and response bodies of the HTTP API (documented in ``/openapi.json``)."""
+"""Request and response bodies of the HTTP API (documented in ``/openapi.json``).
+
+Every input field's type comes from :mod:`telephony.api.validation`, which
+keeps each within what its column stores.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +12,25 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from telephony.acd.agent_state import Agent
+from telephony.api.validation import (
+    MAX_SKILLS,
+    Area,
+    BlockReason,
+    Extension,
+    Identifier,
+    JsonObject,
+    Name,
+    Reason,
+)
 
 #: Ids and extensions end up in FreeSWITCH commands: only safe characters.
-AgentId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
-Extension = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_.+\-]+$")]
-Area = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^,\s][^,]*$")]
-GroupId = Annotated[str, Field(min_length=1, max_length=64)]
+AgentId = Identifier
+GroupId = Identifier
 SkillLevel = Annotated[int, Field(ge=1, le=100)]
+Skills = Annotated[
+    dict[GroupId, SkillLevel],
+    Field(max_length=MAX_SKILLS, description=f"skill-group id -> level, at most {MAX_SKILLS}"),
+]
 
 
 class _Strict(BaseModel):
@@ -25,25 +41,25 @@ class AgentCreate(_Strict):
     """A new agent seat. ``skills`` maps a skill-group id to a level (higher serves first)."""
 
     id: AgentId
-    name: Annotated[str, Field(min_length=1, max_length=128)]
+    name: Name
     extension: Extension
     area: Area | None = None
-    skills: dict[GroupId, SkillLevel] = Field(default_factory=dict)
+    skills: Skills = Field(default_factory=dict)
 
 
 class AgentUpdate(_Strict):
     """Fields to change; absent fields stay. ``area: null`` clears the area."""
 
-    name: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    name: Name | None = None
     extension: Extension | None = None
     area: Area | None = None
-    skills: dict[GroupId, SkillLevel] | None = None
+    skills: Skills | None = None
 
 
 class BusyRequest(_Strict):
     """置忙: why the agent stops taking calls (a break, a meeting, training, ...)."""
 
-    reason: Annotated[str, Field(min_length=1, max_length=128)]
+    reason: Reason
 
 
 class AgentView(BaseModel):
@@ -167,25 +183,25 @@ class SkillGroupCreate(_Strict):
     """A new skill group (queue)."""
 
     id: AgentId
-    name: Annotated[str, Field(min_length=1, max_length=128)]
+    name: Name
     area: Area | None = None
     service_level_seconds: Annotated[int, Field(ge=1, le=3600)] = 30
     ring_timeout_seconds: Annotated[int, Field(ge=1, le=300)] = 15
     overflow_group_id: GroupId | None = Field(
         default=None, description="where calls go when this group cannot serve them"
     )
-    settings: dict[str, Any] = Field(default_factory=dict, description="routing rules")
+    settings: JsonObject = Field(default_factory=dict, description="routing rules")
 
 
 class SkillGroupUpdate(_Strict):
     """Fields to change; absent fields stay; ``overflow_group_id: null`` removes the overflow."""
 
-    name: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    name: Name | None = None
     area: Area | None = None
     service_level_seconds: Annotated[int, Field(ge=1, le=3600)] | None = None
     ring_timeout_seconds: Annotated[int, Field(ge=1, le=300)] | None = None
     overflow_group_id: GroupId | None = None
-    settings: dict[str, Any] | None = None
+    settings: JsonObject | None = None
 
 
 class SkillGroupView(BaseModel):
@@ -213,7 +229,7 @@ class BlockedNumberCreate(_Strict):
     """A number whose calls are to be refused (拦截恶意号码)."""
 
     number: PhoneNumber
-    reason: Annotated[str, Field(max_length=256)] | None = None
+    reason: BlockReason | None = None
 
 
 class BlockedNumberView(BaseModel):
@@ -226,4 +242,6 @@ class BlockedNumberView(BaseModel):
 
 
 class BlockedNumberList(BaseModel):
+    """Blocked numbers, by number."""
+
     numbers: list[BlockedNumberView]

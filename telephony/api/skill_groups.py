@@ -11,7 +11,7 @@ from fastapi import APIRouter, Path, Response
 
 from telephony.api import skill_group_records as records
 from telephony.api.deps import AdminCaller, AuditLog, ReportReader, ServicesDep
-from telephony.api.errors import ERROR_RESPONSES, not_found
+from telephony.api.errors import ERROR_RESPONSES, not_found, responses
 from telephony.api.schemas import (
     SkillGroupCreate,
     SkillGroupList,
@@ -22,7 +22,13 @@ from telephony.auth import Caller, Role
 
 router = APIRouter(prefix="/v1/skill-groups", tags=["skill groups"], responses=ERROR_RESPONSES)
 
-GroupPath = Path(description="the skill group's id", max_length=64)
+GroupPath = Path(
+    description="the skill group's id (letters, digits, _ . -)",
+    min_length=1,
+    max_length=64,
+    pattern=r"^[A-Za-z0-9_.\-]+$",
+)
+CONFLICT = responses(409)
 
 
 def _visible(caller: Caller, group: SkillGroupView) -> bool:
@@ -35,7 +41,7 @@ async def list_groups(services: ServicesDep, caller: ReportReader) -> SkillGroup
     return SkillGroupList(groups=groups)
 
 
-@router.post("", status_code=201, summary="Create a skill group (admin)")
+@router.post("", status_code=201, summary="Create a skill group (admin)", responses=CONFLICT)
 async def create_group(
     body: SkillGroupCreate, services: ServicesDep, caller: AdminCaller, audit: AuditLog
 ) -> SkillGroupView:
@@ -52,7 +58,7 @@ async def get_group(
     return group
 
 
-@router.patch("/{group_id}", summary="Change a skill group (admin)")
+@router.patch("/{group_id}", summary="Change a skill group (admin)", responses=CONFLICT)
 async def update_group(
     body: SkillGroupUpdate,
     services: ServicesDep,
@@ -63,7 +69,9 @@ async def update_group(
     return await records.update_group(services, audit, group_id, body)
 
 
-@router.delete("/{group_id}", status_code=204, summary="Delete a skill group (admin)")
+@router.delete(
+    "/{group_id}", status_code=204, summary="Delete a skill group (admin)", responses=CONFLICT
+)
 async def delete_group(
     services: ServicesDep, caller: AdminCaller, audit: AuditLog, group_id: str = GroupPath
 ) -> Response:

@@ -24,6 +24,19 @@ class FakeCalls:
 
 
 @dataclass
+class FakeClock:
+    """A monotonic clock that moves only when a test says so."""
+
+    now: float = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@dataclass
 class FakeSwitch:
     """Only what /readyz reads of a SwitchPort."""
 

@@ -94,7 +94,9 @@ async def test_malformed_bodies_are_422_naming_the_field(
     not_json = await client.post(
         "/v1/agents", content=b"{not json", headers={**admin, "content-type": "application/json"}
     )
-    assert not_json.status_code == 422
+    assert not_json.status_code == 400
+    assert not_json.json()["error"] == "malformed_json"
+    assert "not valid JSON" in not_json.json()["detail"]
     assert "Traceback" not in not_json.text
 
 

@@ -11,7 +11,7 @@ from telephony.api.app import create_app
 from telephony.api.ports import LiveCall
 from telephony.auth import Role, hash_token
 from telephony.services import Services
-from tests.api.fakes import FakeCalls, Tokens
+from tests.api.fakes import FakeCalls, FakeClock, Tokens
 
 PROTECTED = [
     ("GET", "/v1/agents"),
@@ -41,7 +41,7 @@ async def test_every_v1_endpoint_needs_a_token(
 
 
 async def test_wrong_scheme_unknown_and_disabled_tokens_are_401(
-    client: httpx.AsyncClient, tokens: Tokens, services: Services
+    client: httpx.AsyncClient, tokens: Tokens, services: Services, clock: FakeClock
 ) -> None:
     good = await tokens.headers("ops", Role.ADMIN)
     assert (await client.get("/v1/agents", headers=good)).status_code == 200
@@ -53,6 +53,8 @@ async def test_wrong_scheme_unknown_and_disabled_tokens_are_401(
 
     async with services.database.begin() as connection:
         await connection.execute(text("update principals set disabled = true"))
+    # Disabled by another process: noticed when the cached principal is next re-checked.
+    clock.advance(services.settings.auth_revalidate_seconds)
     assert (await client.get("/v1/agents", headers=good)).status_code == 401
 
 
@@ -72,10 +74,15 @@ async def test_probes_and_docs_need_no_token(client: httpx.AsyncClient) -> None:
     assert "/v1/agents/{agent_id}/busy" in (await client.get("/openapi.json")).json()["paths"]
 
 
-async def test_unknown_route_uses_the_error_body(client: httpx.AsyncClient) -> None:
-    reply = await client.get("/v1/nothing-here")
+async def test_unknown_route_uses_the_error_body(
+    client: httpx.AsyncClient, admin: dict[str, str]
+) -> None:
+    reply = await client.get("/v1/nothing-here", headers=admin)
     assert reply.status_code == 404
     assert reply.json() == {"error": "not_found", "detail": "Not Found"}
+    # Without a token, nothing under /v1 says whether it exists.
+    assert (await client.get("/v1/nothing-here")).status_code == 401
+    assert (await client.get("/nothing-here")).status_code == 404
 
 
 class _Broken(FakeCalls):
