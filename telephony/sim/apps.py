@@ -10,6 +10,8 @@ voice message (``record``) ``record_default_ms``.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 from collections.abc import Awaitable, Callable
 
@@ -18,16 +20,22 @@ from telephony.sim.switch import Switch
 
 App = Callable[[Switch, Channel, str], Awaitable[str]]
 
+log = logging.getLogger(__name__)
+
 _TONE = re.compile(r"%\((\d+),(\d+)(?:,[^)]*)?\)")
 _LOOPS = re.compile(r"loops=(-?\d+)")
 
 
-def prompt_ms(path: str, default_ms: int) -> int | None:
-    """How long a prompt plays, in simulated ms; ``None`` = until interrupted."""
+def prompt_ms(path: str, default_ms: int, local_stream_ms: int | None = None) -> int | None:
+    """How long a prompt plays, in simulated ms; ``None`` = until interrupted.
+
+    ``local_stream://`` plays forever, unless ``local_stream_ms`` says its stream ends
+    (an empty or misconfigured local stream ends the playback).
+    """
     if path.startswith("file_string://"):
         total = 0
         for part in path[len("file_string://") :].split("!"):
-            ms = prompt_ms(part, default_ms)
+            ms = prompt_ms(part, default_ms, local_stream_ms)
             if ms is None:
                 return None
             total += ms
@@ -44,8 +52,26 @@ def prompt_ms(path: str, default_ms: int) -> int | None:
             return None
         return cycle * max(1, loops)
     if path.startswith("local_stream://"):
-        return None
+        return local_stream_ms if local_stream_ms is not None and local_stream_ms >= 0 else None
     return default_ms
+
+
+def _durations(sw: Switch) -> tuple[int, int | None]:
+    default = int(sw.settings["playback_default_ms"])
+    local = int(sw.settings.get("local_stream_ms", "-1"))
+    return default, (local if local >= 0 else None)
+
+
+def playback_terminators(value: str | None) -> str:
+    """mod_dptools ``on_dtmf``: ``playback_terminators`` (unset: ``*``; ``any``: every
+    digit; ``none``: no digit) as the set of digits that stop a playback."""
+    if value is None:
+        return "*"
+    if value.lower() == "any":
+        return "1234567890*#"
+    if value.lower() == "none":
+        return ""
+    return value
 
 
 def set_var_app(sw: Switch, ch: Channel, arg: str) -> str:
@@ -81,7 +107,9 @@ async def play(sw: Switch, ch: Channel, path: str, *, interrupt_on_dtmf: bool = 
     """Play one prompt: PLAYBACK_START, simulated time, PLAYBACK_STOP; 'done'/'hangup'/'dtmf'."""
     if not ch.is_up:
         return "hangup"
-    duration = prompt_ms(path, int(sw.settings["playback_default_ms"]))
+    if ch.unready:
+        return "hangup"  # switch_ivr_play_file: not media ready, nothing is played
+    duration = prompt_ms(path, *_durations(sw))
     sw.playback_start(ch, path)
     started = sw.now_us()
     result = await sw.wait(
@@ -91,12 +119,56 @@ async def play(sw: Switch, ch: Channel, path: str, *, interrupt_on_dtmf: bool = 
     if duration is not None:
         played = min(played, duration)
     sw.playback_stop(ch, path, played, "break" if result == "break" else "done")
+    if result == "unready":
+        return "hangup"
     return "done" if result in ("timeout", "break") else result
 
 
 async def _playback(sw: Switch, ch: Channel, arg: str) -> str:
-    result = await play(sw, ch, arg.strip())
-    return "FILE PLAYED" if result == "done" else "PLAYBACK ERROR"
+    """mod_dptools playback_function -> switch_ivr_play_file with the ``on_dtmf`` callback.
+
+    Every digit that arrives is dequeued (DTMF event); one in ``playback_terminators``
+    sets ``playback_terminator_used`` and stops the file (Playback-Status ``break``,
+    ``FILE PLAYED``); the others are dropped. uuid_break also gives ``break`` and
+    ``FILE PLAYED``; a hangup, or the channel made not ready by uuid_park,
+    ``PLAYBACK ERROR`` (and no PLAYBACK_START if it was not ready to begin with).
+    """
+    path = arg.strip()
+    ch.set_var("playback_terminator_used", None)
+    if not ch.is_up or ch.unready:
+        return "PLAYBACK ERROR"
+    terminators = playback_terminators(ch.var("playback_terminators"))
+    duration = prompt_ms(path, *_durations(sw))
+    loop = asyncio.get_running_loop()
+    deadline = None if duration is None else loop.time() + sw.clock.real_seconds(duration / 1000)
+    sw.playback_start(ch, path)
+    started = sw.now_us()
+    status = "done"
+    ch.reading = True
+    try:
+        while True:
+            remaining = None if deadline is None else max(0.0, deadline - loop.time())
+            result = await sw.wait(
+                ch, None if remaining is None else remaining * sw.clock.time_scale, dtmf=True
+            )
+            if result != "dtmf":
+                break
+            while ch.dtmf_buffer and status == "done":
+                digit = ch.dtmf_buffer.pop(0)
+                sw.fire_dtmf(ch, digit)
+                if digit in terminators:
+                    ch.set_var("playback_terminator_used", digit)
+                    status = "break"
+            if status == "break":
+                result = "terminator"
+                break
+    finally:
+        ch.reading = False
+    played = (sw.now_us() - started) // 1000
+    if duration is not None:
+        played = min(played, duration)
+    sw.playback_stop(ch, path, played, "break" if result in ("break", "terminator") else "done")
+    return "FILE PLAYED" if result in ("timeout", "break", "terminator") else "PLAYBACK ERROR"
 
 
 async def _speak(sw: Switch, ch: Channel, arg: str) -> str:
@@ -134,7 +206,7 @@ async def collect(
                     return digits, "", "success"
             wait_ms = timeout_ms if not digits else digit_timeout_ms
             result = await sw.wait(ch, wait_ms / 1000, dtmf=True)
-            if result == "hangup":
+            if result in ("hangup", "unready"):
                 return digits, "", "hangup"
             if result == "timeout":
                 return digits, "", "timeout" if len(digits) < min_digits else "success"
@@ -214,7 +286,12 @@ async def _hangup(sw: Switch, ch: Channel, arg: str) -> str:
 
 
 async def _park(sw: Switch, ch: Channel, arg: str) -> str:
-    """A nested ``park`` just waits until the channel leaves (hangup)."""
+    """A nested ``park``: switch_ivr_park refuses a channel already in a park
+    (CF_CONTROLLED, "Cannot park channels that are under control already") and the app
+    completes at once. Elsewhere (inside a bridge) it waits until the channel leaves."""
+    if ch.in_park_loop:
+        log.info("nested park refused", extra={"uuid": ch.uuid})
+        return "_none_"
     await sw.wait(ch, None)
     return "_none_"
 
@@ -230,7 +307,7 @@ async def _listen(sw: Switch, ch: Channel, arg: str) -> str:
     if eavesdrop:
         sw.set_read_codec(ch, "L16")
     try:
-        while ch.is_up and target.is_up:
+        while ch.is_up and target.is_up and not ch.unready:
             await sw.wait(ch, None, wake=True)
     finally:
         ch.watching.discard(target)
@@ -288,9 +365,12 @@ async def _bridge(sw: Switch, ch: Channel, arg: str) -> str:
         return "_none_"
     sw.answer_inbound(ch)
     sw.outbound_to_execute(leg)
+    # A nested bridge: the park loop around it stays (no UNPARK, its timer is kept).
     park, ch.park = ch.park, None
+    in_park, expires = ch.in_park_loop, ch.park_expires
+    ch.in_park_loop = False
     sw.bridge(ch, leg)
-    ch.park = park
+    ch.park, ch.in_park_loop, ch.park_expires = park, in_park, expires
     while ch.is_up and ch.partner is leg:
         await sw.wait(ch, None, wake=True)
     return "_none_"

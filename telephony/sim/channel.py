@@ -61,6 +61,7 @@ TRANSITIONS: dict[tuple[Mode, str], Mode] = {
     (Mode.APP, "bridge"): Mode.BRIDGED,
     (Mode.BRIDGED, "bridge"): Mode.BRIDGED,
     (Mode.BRIDGED, "repark"): Mode.REPARKED,
+    (Mode.PARKED, "repark"): Mode.REPARKED,
     (Mode.PARKED, "route"): Mode.DIALPLAN,
     (Mode.BRIDGED, "route"): Mode.DIALPLAN,
     (Mode.REPARKED, "route"): Mode.DIALPLAN,
@@ -144,7 +145,19 @@ class Channel:
     dtmf_buffer: list[str] = field(default_factory=list)
     reading: bool = False
     digits_dialed: str = ""
-    park_timer: asyncio.TimerHandle | None = None
+    #: The park loop (switch_ivr_park) is running: CF_CONTROLLED, a nested park is refused.
+    in_park_loop: bool = False
+    #: Its timer: whole epoch second of the deadline (None: no park_timeout), the cause,
+    #: and the pending test.
+    park_expires: int | None = None
+    park_cause: str = "NORMAL_CLEARING"
+    park_check: asyncio.TimerHandle | None = None
+    #: CF_TRANSFER set by uuid_park: the channel is not ready, media apps stop at once.
+    unready: bool = False
+    #: uuid_park of the dialplan park: CS_PARK follows once the queued apps are done.
+    repark_pending: bool = False
+    #: uuid_park of a channel already in CS_PARK: no loop until the next state change.
+    limbo: bool = False
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     hungup: asyncio.Event = field(default_factory=asyncio.Event)
     done: asyncio.Event = field(default_factory=asyncio.Event)

@@ -6,6 +6,9 @@ then the extension:
 
 * 12345 and the merged hotlines 12315 12328 12329 12319 12393 12348: ``set hotline=<dest>``,
   ``set park_timeout=60``, ``set hold_music=tone_stream://%(400,200,425);loops=-1``, ``park``.
+* 12399, the lab number of the ``park_timer`` capture: ``set hotline=12399``,
+  ``set park_timeout=10:NORMAL_TEMPORARY_FAILURE``, ``set hold_music=local_stream://moh``,
+  ``park`` (the hotline extension with a 10 s park timer).
 * 9998 (any context): ``answer``, ``park``.
 
 Anything else has no route: the call is hung up with NO_ROUTE_DESTINATION. When the
@@ -23,13 +26,16 @@ from telephony.sim.switch import Switch, new_uuid
 
 HOTLINES = ("12345", "12315", "12328", "12329", "12319", "12393", "12348")
 HOLD_MUSIC = "tone_stream://%(400,200,425);loops=-1"
+#: The park_timer capture's lab extension: (dest, park_timeout, hold_music).
+LAB = ("12399", "10:NORMAL_TEMPORARY_FAILURE", "local_stream://moh")
 
 
 def lookup(context: str, dest: str, now: float) -> list[tuple[str, str]] | None:
     """The applications for ``dest`` in ``context``; None when nothing matches."""
     if dest == "9998":
         return [("answer", ""), ("park", "")]
-    if dest in HOTLINES:
+    if dest in HOTLINES or dest == LAB[0]:
+        timeout, music = ("60", HOLD_MUSIC) if dest in HOTLINES else LAB[1:]
         apps: list[tuple[str, str]] = []
         if context == "public":
             date = time.strftime("%a, %d %b %Y %H:%M:%S +0000", time.gmtime(now))
@@ -37,8 +43,8 @@ def lookup(context: str, dest: str, now: float) -> list[tuple[str, str]] | None:
         return [
             *apps,
             ("set", f"hotline={dest}"),
-            ("set", "park_timeout=60"),
-            ("set", f"hold_music={HOLD_MUSIC}"),
+            ("set", f"park_timeout={timeout}"),
+            ("set", f"hold_music={music}"),
             ("park", ""),
         ]
     return None
@@ -50,7 +56,7 @@ async def run_dialplan(sw: Switch, ch: Channel) -> None:
     if apps is None:
         sw.hangup(ch, "NO_ROUTE_DESTINATION", "send_refuse")
         return
-    if ch.profile.dest in HOTLINES:
+    if ch.profile.dest in HOTLINES or ch.profile.dest == LAB[0]:
         ch.set_var("DP_MATCH", f"ARRAY::{ch.profile.dest}|:{ch.profile.dest}")
     for app, arg in apps:
         if not ch.is_up:

@@ -54,21 +54,132 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Q850 = {
-    "NORMAL_CLEARING": "16",
-    "NO_ANSWER": "19",
-    "USER_BUSY": "17",
-    "CALL_REJECTED": "21",
-    "NO_USER_RESPONSE": "18",
-    "ORIGINATOR_CANCEL": "487",
-    "RECOVERY_ON_TIMER_EXPIRE": "102",
-    "NO_ROUTE_DESTINATION": "3",
-    "USER_NOT_REGISTERED": "606",
-    "DESTINATION_OUT_OF_ORDER": "27",
-    "UNALLOCATED_NUMBER": "1",
-    "MANAGER_REQUEST": "16",
-    "SUBSCRIBER_ABSENT": "20",
+#: ``CAUSE_CHART`` of src/switch_channel.c with the codes of ``switch_call_cause_t``
+#: (src/include/switch_types.h).
+CAUSES: dict[str, int] = {
+    "NONE": 0,
+    "UNALLOCATED_NUMBER": 1,
+    "NO_ROUTE_TRANSIT_NET": 2,
+    "NO_ROUTE_DESTINATION": 3,
+    "CHANNEL_UNACCEPTABLE": 6,
+    "CALL_AWARDED_DELIVERED": 7,
+    "NORMAL_CLEARING": 16,
+    "USER_BUSY": 17,
+    "NO_USER_RESPONSE": 18,
+    "NO_ANSWER": 19,
+    "SUBSCRIBER_ABSENT": 20,
+    "CALL_REJECTED": 21,
+    "NUMBER_CHANGED": 22,
+    "REDIRECTION_TO_NEW_DESTINATION": 23,
+    "EXCHANGE_ROUTING_ERROR": 25,
+    "DESTINATION_OUT_OF_ORDER": 27,
+    "INVALID_NUMBER_FORMAT": 28,
+    "FACILITY_REJECTED": 29,
+    "RESPONSE_TO_STATUS_ENQUIRY": 30,
+    "NORMAL_UNSPECIFIED": 31,
+    "NORMAL_CIRCUIT_CONGESTION": 34,
+    "NETWORK_OUT_OF_ORDER": 38,
+    "NORMAL_TEMPORARY_FAILURE": 41,
+    "SWITCH_CONGESTION": 42,
+    "ACCESS_INFO_DISCARDED": 43,
+    "REQUESTED_CHAN_UNAVAIL": 44,
+    "PRE_EMPTED": 45,
+    "FACILITY_NOT_SUBSCRIBED": 50,
+    "OUTGOING_CALL_BARRED": 52,
+    "INCOMING_CALL_BARRED": 54,
+    "BEARERCAPABILITY_NOTAUTH": 57,
+    "BEARERCAPABILITY_NOTAVAIL": 58,
+    "SERVICE_UNAVAILABLE": 63,
+    "BEARERCAPABILITY_NOTIMPL": 65,
+    "CHAN_NOT_IMPLEMENTED": 66,
+    "FACILITY_NOT_IMPLEMENTED": 69,
+    "SERVICE_NOT_IMPLEMENTED": 79,
+    "INVALID_CALL_REFERENCE": 81,
+    "INCOMPATIBLE_DESTINATION": 88,
+    "INVALID_MSG_UNSPECIFIED": 95,
+    "MANDATORY_IE_MISSING": 96,
+    "MESSAGE_TYPE_NONEXIST": 97,
+    "WRONG_MESSAGE": 98,
+    "IE_NONEXIST": 99,
+    "INVALID_IE_CONTENTS": 100,
+    "WRONG_CALL_STATE": 101,
+    "RECOVERY_ON_TIMER_EXPIRE": 102,
+    "MANDATORY_IE_LENGTH_ERROR": 103,
+    "PROTOCOL_ERROR": 111,
+    "INTERWORKING": 127,
+    "SUCCESS": 142,
+    "ORIGINATOR_CANCEL": 487,
+    "CRASH": 700,
+    "SYSTEM_SHUTDOWN": 701,
+    "LOSE_RACE": 702,
+    "MANAGER_REQUEST": 703,
+    "BLIND_TRANSFER": 800,
+    "ATTENDED_TRANSFER": 801,
+    "ALLOTTED_TIMEOUT": 802,
+    "USER_CHALLENGE": 803,
+    "MEDIA_TIMEOUT": 804,
+    "PICKED_OFF": 805,
+    "USER_NOT_REGISTERED": 806,
+    "PROGRESS_TIMEOUT": 807,
+    "INVALID_GATEWAY": 808,
+    "GATEWAY_DOWN": 809,
+    "INVALID_URL": 810,
+    "INVALID_PROFILE": 811,
+    "NO_PICKUP": 812,
+    "SRTP_READ_ERROR": 813,
+    "BOWOUT": 814,
+    "BUSY_EVERYWHERE": 815,
+    "DECLINE": 816,
+    "DOES_NOT_EXIST_ANYWHERE": 817,
+    "NOT_ACCEPTABLE": 818,
+    "UNWANTED": 819,
+    "NO_IDENTITY": 820,
+    "BAD_IDENTITY_INFO": 821,
+    "UNSUPPORTED_CERTIFICATE": 822,
+    "INVALID_IDENTITY": 823,
+    "STALE_DATE": 824,
+    "REJECT_ALL": 825,
 }
+_CAUSE_BY_CODE = {code: name for name, code in CAUSES.items()}
+
+
+def str2cause(text: str) -> str:
+    """``switch_channel_str2cause`` (src/switch_channel.c): a cause name, any case, or its
+    number; anything else (and an empty string) is NORMAL_CLEARING."""
+    text = text.strip()
+    if not text:
+        return "NORMAL_CLEARING"
+    if text[0].isdigit():
+        return _CAUSE_BY_CODE.get(c_atoi(text), "UNKNOWN")
+    upper = text.upper()
+    return upper if upper in CAUSES else "NORMAL_CLEARING"
+
+
+def q850(cause: str) -> str:
+    """``hangup_cause_q850``: ``switch_channel_cause_q850`` maps every cause above
+    INTERWORKING (127) to NORMAL_CLEARING (16)."""
+    code = CAUSES.get(cause, 16)
+    return str(code if code <= 127 else 16)
+
+
+def switch_true(value: str | None) -> bool:
+    """``switch_true`` (src/include/switch_utils.h)."""
+    if value is None:
+        return False
+    if value.lower() in ("yes", "on", "true", "t", "enabled", "active", "allow"):
+        return True
+    return bool(re.fullmatch(r"[+-]?\d+(?:\.\d*)?", value)) and c_atoi(value) != 0
+
+
+#: One park loop iteration: switch_ivr_park reads a 20 ms frame before it tests the timer.
+FRAME_S = 0.02
+UNPARK_CALLING = ("switch_ivr.c", "switch_ivr_park", "1213")
+
+
+def c_atoi(text: str) -> int:
+    """C ``atoi``: leading blanks, an optional sign, then digits; 0 if there are none."""
+    m = re.match(r"\s*([+-]?\d+)", text)
+    return int(m.group(1)) if m else 0
 
 
 CALLSTATE_NUMBER = {
@@ -560,6 +671,8 @@ class Switch:
         if arg:
             ch.set_var("current_application_data", arg)
         ch.set_var("current_application", app)
+        # switch_core_session_exec clears the response before each application.
+        ch.set_var("current_application_response", None)
         ch.show_app = (app, arg)
         post: list[Header] = [("Application", app)]
         if arg:
@@ -582,66 +695,186 @@ class Switch:
         post += [("Application-Response", response), ("Application-UUID", app_uuid)]
         self.fire("CHANNEL_EXECUTE_COMPLETE", ch, post=post)
 
+    # ------------------------------------------------------------- the park loop
+    #
+    # switch_ivr_park (src/switch_ivr.c) is entered by the dialplan ``park`` app and, with
+    # no app (state CS_PARK), by switch_core_standard_on_park after park_after_bridge and
+    # uuid_park. On entry it reads ``park_timeout`` (``N[:CAUSE]``; atoi(N) >= 0 arms
+    # ``expires = switch_epoch_time_now() + N``, whole epoch seconds) and clears it and
+    # park_after_bridge. Its loop reads a 20 ms frame, tests ``now >= expires`` (hangup
+    # with CAUSE), then runs every queued sendmsg app back to back
+    # (switch_ivr_parse_all_events), then dequeues a DTMF digit. So the timer is tested
+    # only while no nested app runs, one frame after the last one ends. The loop leaves
+    # when the channel is not ready (CF_TRANSFER, a pending state change, hangup) and
+    # fires CHANNEL_UNPARK. Here that is event-driven: ``Channel.in_park_loop``, the
+    # deadline ``park_expires`` and one timer handle ``park_check``.
+
     def enter_park(self, ch: Channel, app_uuid: str) -> None:
         """The ``park`` application: EXECUTE park, CHANNEL_PARK; queued apps may now run."""
         self.execute_event(ch, "park", "", app_uuid)
         ch.park = AppRun("park", "", app_uuid)
         ch.last_response = "_none_"
         ch.nested_ran = False
-        timeout = ch.var("park_timeout")
-        if timeout:
-            # switch_ivr_park consumes park_timeout and drops park_after_bridge with it.
-            ch.set_var("park_timeout", None)
-            ch.set_var("park_after_bridge", None)
-            self.arm_park_timeout(ch, timeout)
-        self.fire("CHANNEL_PARK", ch)
         ch.move("park")
+        self.park_loop(ch)
         self.kick(ch)
 
-    def arm_park_timeout(self, ch: Channel, spec: str) -> None:
-        seconds, _, cause = spec.partition(":")
-        try:
-            secs = float(seconds)
-        except ValueError:
+    def park_loop(self, ch: Channel) -> None:
+        """Entry of switch_ivr_park: consume ``park_timeout``, fire CHANNEL_PARK."""
+        ch.park_expires = None
+        ch.park_cause = "NORMAL_CLEARING"
+        spec = ch.var("park_timeout")
+        if spec is not None:
+            _, colon, cause = spec.partition(":")
+            if colon:
+                ch.park_cause = str2cause(cause)
+            seconds = c_atoi(spec)
+            if seconds >= 0:
+                ch.park_expires = int(self.clock.now()) + seconds
+            ch.set_var("park_timeout", None)
+            ch.set_var("park_after_bridge", None)
+        ch.in_park_loop = True
+        self.fire("CHANNEL_PARK", ch)
+        self._park_arm(ch, FRAME_S)
+
+    def _park_arm(self, ch: Channel, after: float) -> None:
+        """Schedule the loop's timer test: at the deadline, not sooner than ``after``
+        simulated seconds from now (the frame read that comes before the test)."""
+        self._park_cancel(ch)
+        if ch.park_expires is None or not ch.in_park_loop or ch.limbo or not ch.is_up:
             return
-        if secs <= 0:
-            return
-        cause = cause or "NORMAL_CLEARING"
+        delay = max(ch.park_expires - self.clock.now(), after)
         loop = asyncio.get_running_loop()
+        ch.park_check = loop.call_later(self.clock.real_seconds(delay), self._park_expire, ch)
 
-        def expire() -> None:
-            ch.park_timer = None
-            if ch.mode is not Mode.PARKED or not ch.is_up:
-                return
-            if ch.worker is not None and not ch.worker.done():
-                ch.park_timer = loop.call_later(0.01, expire)  # checked between apps
-                return
-            target = ch.var("park_timeout_transfer")
-            log.info("park timeout", extra={"uuid": ch.uuid, "transfer": target or ""})
-            if target:
-                parts = target.split()
-                self.transfer(
-                    ch,
-                    parts[0],
-                    parts[1] if len(parts) > 1 else "XML",
-                    parts[2] if len(parts) > 2 else ch.profile.context,
-                    both=False,
-                )
-            else:
-                self.hangup(ch, cause, "send_bye")
+    def _park_cancel(self, ch: Channel) -> None:
+        if ch.park_check is not None:
+            ch.park_check.cancel()
+            ch.park_check = None
 
-        ch.park_timer = loop.call_later(self.clock.real_seconds(secs), expire)
+    def _park_disarm(self, ch: Channel) -> None:
+        self._park_cancel(ch)
+        ch.park_expires = None
+
+    def app_running(self, ch: Channel) -> bool:
+        return ch.worker is not None and not ch.worker.done()
+
+    def _park_expired(self, ch: Channel) -> bool:
+        return ch.park_expires is not None and int(self.clock.now() + 1e-3) >= ch.park_expires
+
+    def _park_expire(self, ch: Channel) -> None:
+        ch.park_check = None
+        if not ch.is_up or not ch.in_park_loop or ch.park_expires is None or ch.limbo:
+            return
+        if self.app_running(ch):
+            return  # inside switch_ivr_parse_all_events: tested again when the apps end
+        if not self._park_expired(ch):
+            self._park_arm(ch, 0.0)  # the timer woke a moment early
+            return
+        target = ch.var("park_timeout_transfer")  # simulator-only (see README)
+        log.info("park timeout", extra={"uuid": ch.uuid, "transfer": target or ""})
+        if target:
+            parts = target.split()
+            self.transfer(
+                ch,
+                parts[0],
+                parts[1] if len(parts) > 1 else "XML",
+                parts[2] if len(parts) > 2 else ch.profile.context,
+                both=False,
+            )
+        else:
+            self.hangup(ch, ch.park_cause, "send_bye")
+
+    def _unpark(self, ch: Channel) -> None:
+        """switch_ivr_park returns: CHANNEL_UNPARK (if its loop was running)."""
+        self._park_disarm(ch)
+        if ch.in_park_loop:
+            ch.in_park_loop = False
+            self.fire("CHANNEL_UNPARK", ch, calling=UNPARK_CALLING)
 
     def leave_park(self, ch: Channel, *, state_number: int | None = None) -> None:
-        """The outer park completes (bridge, transfer); carries the last nested response."""
-        if ch.park_timer is not None:
-            ch.park_timer.cancel()
-            ch.park_timer = None
+        """The park ends (bridge, transfer): CHANNEL_UNPARK, then the outer park's
+        EXECUTE_COMPLETE with the last nested response. The state change clears
+        CF_TRANSFER (switch_core_session_run)."""
+        ch.state_number = state_number
+        self._unpark(ch)
         run, ch.park = ch.park, None
         if run is not None:
-            ch.state_number = state_number
             self.complete_event(ch, run.app, run.arg, run.app_uuid, ch.last_response, outer=True)
-            ch.state_number = None
+        ch.state_number = None
+        ch.unready = ch.limbo = ch.repark_pending = False
+
+    def to_cs_park(self, ch: Channel) -> None:
+        """State CS_PARK: switch_core_standard_on_park resets the session (queued DTMF is
+        flushed, queued sendmsg apps are kept) and runs switch_ivr_park with no app."""
+        ch.unready = ch.limbo = ch.repark_pending = False
+        ch.dtmf_buffer.clear()
+        self.set_state(ch, "CS_PARK")
+        ch.move("repark")
+        self.park_loop(ch)
+        self.kick(ch)
+
+    def park_session(self, ch: Channel) -> bool:
+        """``uuid_park`` (switch_ivr_park_session: CF_TRANSFER, state CS_PARK); False when
+        the channel's mode is not modelled."""
+        if not ch.is_up:
+            return True
+        if ch.mode is Mode.PARKED:
+            # The dialplan park's loop sees the channel not ready and returns; its
+            # EXECUTE_COMPLETE comes, then the core runs CS_PARK. A nested app running now
+            # stops first (playback: PLAYBACK ERROR), and apps still queued run in the
+            # dying loop while the channel is not ready.
+            ch.unready = ch.repark_pending = True
+            self._park_cancel(ch)
+            if self.app_running(ch):
+                ch.wake.set()
+            else:
+                self._repark_now(ch)
+            return True
+        if ch.mode is Mode.REPARKED:
+            # Already in CS_PARK: set_state(CS_PARK) changes nothing, so the loop leaves
+            # (CF_TRANSFER) and the session thread sleeps with CF_TRANSFER set until the
+            # next state change: no park loop, no timer, queued apps wait.
+            if ch.limbo:
+                return True
+            ch.unready = ch.limbo = True
+            self._park_cancel(ch)
+            if self.app_running(ch):
+                ch.wake.set()
+            else:
+                self._unpark(ch)
+            return True
+        if ch.mode is Mode.BRIDGED and ch.partner is not None:
+            # The bridge ends with CF_TRANSFER on this leg: it parks (CS_PARK); the
+            # partner is handled as after any bridge (park_after_bridge or hangup).
+            partner = ch.partner
+            self.unbridge(ch)
+            self.to_cs_park(ch)
+            self.after_bridge(partner)
+            return True
+        return False
+
+    def _repark_now(self, ch: Channel) -> None:
+        self.leave_park(ch)
+        self.to_cs_park(ch)
+
+    def _apps_idle(self, ch: Channel) -> None:
+        """The queued apps are done (switch_ivr_parse_all_events returned)."""
+        if ch.worker is asyncio.current_task():
+            ch.worker = None
+        if not ch.is_up:
+            return
+        if ch.repark_pending:
+            self._repark_now(ch)
+            return
+        if ch.limbo:
+            self._unpark(ch)
+            return
+        for digit in ch.dtmf_buffer:
+            self.fire_dtmf(ch, digit)  # left queued: the loop dequeues and drops them
+        ch.dtmf_buffer.clear()
+        if ch.in_park_loop:
+            self._park_arm(ch, FRAME_S)
 
     def enqueue(self, ch: Channel, req: ExecRequest) -> None:
         ch.queue.append(req)
@@ -649,8 +882,16 @@ class Switch:
 
     def kick(self, ch: Channel) -> None:
         """Start the channel's app worker if apps are queued and the channel takes them."""
-        if ch.queue and ch.mode in CONTROLLABLE and (ch.worker is None or ch.worker.done()):
-            ch.worker = self.spawn(self._work(ch), name=f"apps-{ch.uuid}")
+        if not ch.queue or ch.mode not in CONTROLLABLE or ch.limbo or self.app_running(ch):
+            return
+        if ch.in_park_loop and self._park_expired(ch):
+            # The loop tests the timer before it runs what was queued: the pending test
+            # (within a frame) hangs up, and the queued apps never start.
+            if ch.park_check is None:
+                self._park_arm(ch, FRAME_S)
+            return
+        self._park_cancel(ch)
+        ch.worker = self.spawn(self._work(ch), name=f"apps-{ch.uuid}")
 
     async def _work(self, ch: Channel) -> None:
         while ch.queue and ch.is_up and ch.mode in CONTROLLABLE:
@@ -662,6 +903,7 @@ class Switch:
                 ch.set_var("current_loop", str(loop + 1))
                 ch.set_var("total_loops", str(total))
                 await self.execute_app(ch, req.app, req.arg, req.app_uuid)
+        self._apps_idle(ch)
 
     async def execute_app(self, ch: Channel, app: str, arg: str, app_uuid: str) -> str:
         assert self.run_app is not None
@@ -688,6 +930,8 @@ class Switch:
         while True:
             if not ch.is_up:
                 return "hangup"
+            if ch.unready:
+                return "unready"
             if ch.break_requested:
                 ch.break_requested = False
                 return "break"
@@ -830,11 +1074,8 @@ class Switch:
         """The partner left: re-park with park_after_bridge, else the call is over."""
         if not ch.is_up:
             return
-        if (ch.var("park_after_bridge") or "").lower() == "true":
-            ch.move("repark")
-            self.set_state(ch, "CS_PARK")
-            self.fire("CHANNEL_PARK", ch)
-            self.kick(ch)
+        if switch_true(ch.var("park_after_bridge")):
+            self.to_cs_park(ch)
         else:
             self.set_state(ch, "CS_EXECUTE")
             self.hangup(ch, "NORMAL_CLEARING", "send_bye")
@@ -942,6 +1183,7 @@ class Switch:
         """CHANNEL_HANGUP now; the rest of the teardown follows in a task (or by the caller)."""
         if not ch.is_up:
             return
+        cause = str2cause(cause)
         ch.move("hangup")
         ch.show_state = (ch.state, ch.callstate, ch.call_uuid)
         ch.hangup_cause = cause
@@ -949,11 +1191,9 @@ class Switch:
         ch.answer_state = "hangup"
         ch.state_number = 10
         ch.set_var("hangup_cause", cause)
-        ch.set_var("hangup_cause_q850", Q850.get(cause, "16"))
+        ch.set_var("hangup_cause_q850", q850(cause))
         ch.set_var("sip_hangup_disposition", disposition)
-        if ch.park_timer is not None:
-            ch.park_timer.cancel()
-            ch.park_timer = None
+        self._park_disarm(ch)
         partner = ch.partner
         if partner is not None and partner.is_up:
             partner.set_var("last_bridge_hangup_cause", cause)
@@ -974,6 +1214,7 @@ class Switch:
         one_shot, ch.app_run = ch.app_run, None
         if one_shot is not None:
             self.complete_event(ch, one_shot.app, one_shot.arg, one_shot.app_uuid, ch.last_response)
+        self._unpark(ch)  # the park loop sees the channel down and returns
         park, ch.park = ch.park, None
         if park is not None:
             self.complete_event(ch, park.app, park.arg, park.app_uuid, ch.last_response, outer=True)
@@ -993,7 +1234,7 @@ class Switch:
                 ch.set_var("bridge_hangup_cause", ch.hangup_cause)
                 if ch in partner.watching and partner.worker is not None:
                     await asyncio.wait({partner.worker})
-                if partner.is_up and (partner.var("park_after_bridge") or "").lower() == "true":
+                if partner.is_up and switch_true(partner.var("park_after_bridge")):
                     self.unbridge_event(ch, partner)
                     self.after_bridge(partner)
                 else:

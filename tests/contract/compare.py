@@ -484,3 +484,75 @@ def compare_sessions(
     for cmd, real_reply, sim_reply in replies:
         report.lines += compare_reply(cmd, real_reply, sim_reply, rl, sl)
     return report
+
+
+@dataclass(frozen=True, slots=True)
+class EventRef:
+    """One event of a leg: the ``nth`` (0 first, -1 last) ``name`` (with ``Application``
+    ``app`` for CHANNEL_EXECUTE / CHANNEL_EXECUTE_COMPLETE)."""
+
+    name: str
+    app: str | None = None
+    nth: int = 0
+
+    def find(self, events: Sequence[Event]) -> Event | None:
+        hits = [
+            e
+            for e in events
+            if e.name == self.name and (self.app is None or e.get("Application") == self.app)
+        ]
+        try:
+            return hits[self.nth]
+        except IndexError:
+            return None
+
+    def __str__(self) -> str:
+        app = f" {self.app}" if self.app else ""
+        return f"{self.name}{app}#{self.nth}"
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """A timing rule on one leg, in switch seconds (``Event-Date-Timestamp``).
+
+    With ``end``: the time from ``start`` to ``end`` is within [``low``, ``high``].
+    Without: the fraction of the epoch second at which ``start`` happened is within
+    [``low``, ``high``] (the park timer fires on a whole second). Every rule is checked
+    on the real trace too, so a rule that the capture breaks is a harness bug.
+    """
+
+    leg: str
+    start: EventRef
+    end: EventRef | None
+    low: float
+    high: float
+    why: str
+
+
+def _stamp(event: Event) -> float:
+    return int(event.headers.get("Event-Date-Timestamp", "0")) / 1_000_000
+
+
+def compare_timing(session: Session, rules: Iterable[Timing]) -> list[str]:
+    """The rules ``session`` breaks, one line each (empty when all hold)."""
+    streams = session.per_leg()
+    out: list[str] = []
+    for rule in rules:
+        events = streams.get(rule.leg, [])
+        start = rule.start.find(events)
+        end = rule.end.find(events) if rule.end is not None else None
+        if start is None or (rule.end is not None and end is None):
+            missing = rule.start if start is None else rule.end
+            out.append(f"timing {rule.leg}: no {missing} ({rule.why})")
+            continue
+        if end is None:
+            value = _stamp(start) % 1.0
+            what = f"{rule.start} at {value:.3f} s into its epoch second"
+        else:
+            value = _stamp(end) - _stamp(start)
+            what = f"{rule.start} -> {rule.end} took {value:.3f} s"
+        if not rule.low <= value <= rule.high:
+            out.append(
+                f"timing {rule.leg}: {what}, not within [{rule.low:g}, {rule.high:g}] ({rule.why})"
+            )
+    return out

@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from .compare import Timing
 from .traces import UUID_RE, Received, Sent, Session, SessionRecorder
 
 
@@ -45,12 +46,17 @@ class SetupStep:
     capture). With ``after_gap`` it goes out after the real pause before
     command ``before`` has been waited out, right before that command (for
     something that happened just before it in the capture, such as an expiry).
+    With ``at`` it waits until that moment of the capture (``+<sec>`` in the
+    annotated trace, divided by the time scale, from the replay's connect), for
+    what a SIPp script did at a fixed time (a citizen pressing ``*``).
     """
 
     before: int
     command: str
     at_event: tuple[str, str, int] | None = None
     after_gap: bool = False
+    #: Not before this moment of the capture (seconds since its start, scaled).
+    at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +75,8 @@ class ConnectionPlan:
     end_delay: float = 0.0
     #: Replies not compared, as (command index, reason): capture races only, each justified.
     skip_replies: tuple[tuple[int, str], ...] = ()
+    #: Timing rules checked on the real and on the simulated session (``compare.Timing``).
+    timing: tuple[Timing, ...] = ()
 
 
 @dataclass
@@ -198,6 +206,7 @@ async def replay_connection(
     if plan.connect_delay:
         await asyncio.sleep(plan.connect_delay / time_scale)
     await client.connect(host, port)
+    started = time.monotonic()
     if not await client.wait(lambda: bool(client.session.received), min_wait):
         log.append("no auth/request from the simulator")
     last_send = time.monotonic()
@@ -236,6 +245,10 @@ async def replay_connection(
             step = setup[setup_sent]
             if step.at_event is not None:
                 await wait_leg_events(step)
+            if step.at is not None:
+                delay = started + step.at / time_scale - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
             before_replies = sum(1 for r in client.session.received if r.is_reply)
             command = step.command
             for alias, uid in {a: u for u, a in client.session.legs.items()}.items():

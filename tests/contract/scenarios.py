@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .compare import EventRef, Timing
 from .replay import ConnectionPlan, SetupStep
 
 #: Simulated seconds per real second during the replay.
@@ -27,6 +28,26 @@ TIME_SCALE = 20.0
 
 CALLER = "13800138000"
 HOTLINE = "12345"
+#: The park_timer capture's lab number (the simulator's dialplan has it: park_timeout=10).
+LAB = "12399"
+#: Simulated seconds a simulator event may lag its ideal moment (25 ms real at 20x).
+SLOP = 0.5
+
+_PARK = EventRef("CHANNEL_PARK")
+_HANGUP = EventRef("CHANNEL_HANGUP")
+_DTMF = EventRef("DTMF")
+_MUSIC_DONE = EventRef("CHANNEL_EXECUTE_COMPLETE", app="playback")
+
+PARK_TIMER_TIMING = (
+    Timing("A", _PARK, _HANGUP, 9.0, 10.0 + SLOP, "A: released 10 s after the park"),
+    Timing("A", _HANGUP, None, 0.0, SLOP, "A: the timer fires on a whole epoch second"),
+    Timing("A", _DTMF, _MUSIC_DONE, 0.0, SLOP, "A: `*` stops the music at once"),
+    Timing("B", _PARK, _HANGUP, 10.0, 60.0, "B: the music kept B past the deadline"),
+    Timing("B", _MUSIC_DONE, _HANGUP, 0.0, SLOP, "B: released as soon as the music ends"),
+    Timing("C", _PARK, _HANGUP, 9.0, 10.0 + SLOP, "C: released 10 s after the park"),
+    Timing("C", _HANGUP, None, 0.0, SLOP, "C: the timer fires on a whole epoch second"),
+    Timing("C", _MUSIC_DONE, _HANGUP, 3.0, 10.0, "C: not at the uuid_break, at the deadline"),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +185,31 @@ SCENARIOS: dict[str, Scenario] = {
             ),
         ),
         assumptions="Beyond the brief's list. The controller kills the caller, as in the capture.",
+    ),
+    "park_timer": Scenario(
+        "park_timer",
+        (
+            ConnectionPlan(
+                "park_timer",
+                setup=(
+                    SetupStep(2, f"api sim call {LAB} {CALLER}"),
+                    SetupStep(4, f"api sim call {LAB} {CALLER}", at=0.47),
+                    SetupStep(7, f"api sim call {LAB} {CALLER}", at=0.82),
+                    SetupStep(9, "api sim dtmf {A} *", at=3.32),
+                    SetupStep(9, "api sim dtmf {B} *", at=3.68),
+                ),
+                timing=PARK_TIMER_TIMING,
+            ),
+        ),
+        assumptions=(
+            "The lab dialplan (park_timeout=10:NORMAL_TEMPORARY_FAILURE, hold_music="
+            "local_stream://moh) is the simulator's extension 12399. SIPp's three citizens "
+            "are `api sim call 12399 ...` sent when the real INVITEs came (+0.1, +0.47, "
+            "+0.82 s, scaled), their `*` are `api sim dtmf <leg> *` at +3.32 and +3.68 s. "
+            "Timing rules (switch seconds, each also checked on the capture): "
+            + "; ".join(t.why for t in PARK_TIMER_TIMING)
+            + "."
+        ),
     ),
     "controller_restart": Scenario(
         "controller_restart",

@@ -34,7 +34,7 @@ import pytest
 
 from telephony.esl.messages import ApiResponse, Event, Frame, Malformed
 
-from .compare import Report, compare_headers, compare_sessions
+from .compare import Report, compare_headers, compare_sessions, compare_timing
 from .playback import TracePlaybackServer
 from .replay import ReplayResult, describe, replay_connection
 from .scenarios import SCENARIOS, TIME_SCALE, Scenario
@@ -111,6 +111,8 @@ def scenario_report(scenario: Scenario, results: list[ReplayResult]) -> tuple[bo
         skip = dict(plan.skip_replies)
         replies = [r for r in result.replies if r[0].index not in skip]
         report: Report = compare_sessions(result.real, result.sim, replies=replies)
+        report.lines += [f"real trace breaks {x}" for x in compare_timing(result.real, plan.timing)]
+        report.lines += compare_timing(result.sim, plan.timing)
         failed = failed or bool(report)
         parts.append(f"=== {result.real.name}: {len(report.lines)} difference line(s)")
         parts.append(report.text() if report else "(matches)")
@@ -153,6 +155,7 @@ CALL_CENTER = [
     "controller_restart_conn1",
     "unbridge_hangup_after_bridge_false",
     "three_way_on_bridged_agent",
+    "park_timer",
 ]
 
 

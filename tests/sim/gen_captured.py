@@ -64,6 +64,7 @@ MANAGED = {
     "digits_dialed",
     "read_terminator_used",
     "playback_terminator_used",
+    "playback_terminators",
     "eavesdrop_target_uuid",
     "current_loop",
     "total_loops",
@@ -137,6 +138,7 @@ CALL_CENTER = [
     "controller_restart_conn1",
     "unbridge_hangup_after_bridge_false",
     "three_way_on_bridged_agent",
+    "park_timer",
 ]
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
