@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
@@ -70,8 +70,8 @@ def create_app(services: Services, *, principals: PrincipalCache | None = None) 
     app.state.principals = principal_cache(services) if principals is None else principals
     install_error_handlers(app)
     for module in (health, metrics, agents, skill_groups, calls, call_records, blocked_numbers):
+        document_errors(module.router)
         app.include_router(module.router)
-    document_errors(app)
     # The last added runs first: the size limit, then the token, then the routes.
     app.add_middleware(BearerAuth, principals=app.state.principals, prefix=API_PREFIX)
     refused = services.metrics.api_bodies_refused
@@ -90,14 +90,14 @@ def _params(dependant: Dependant, kind: str) -> bool:
     return bool(own) or any(_params(d, kind) for d in dependant.dependencies)
 
 
-def document_errors(app: FastAPI) -> None:
-    """List on each route the error statuses it can answer from what it takes.
+def document_errors(router: APIRouter) -> None:
+    """List on each of ``router``'s routes the error statuses it can answer (before inclusion).
 
     400, 413 and 422 with a body; 404 and 422 with path parameters; 422 with
     query parameters; 401 under ``/v1`` (every one needs a token); 403 with a
-    role check. A route's own ``responses`` entries are kept as they are.
+    role check. A route's own ``responses`` entries win. Idempotent.
     """
-    for route in app.routes:
+    for route in router.routes:
         if not isinstance(route, APIRoute):
             continue
         statuses: set[int] = set()

@@ -12,10 +12,29 @@ from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from telephony.api.deps import ServicesDep
+from telephony.api.errors import ErrorBody
 
 router = APIRouter(tags=["health"])
+
+
+class DatabaseHealth(BaseModel):
+    reachable: bool
+    error: str | None
+
+
+class NodeHealthView(BaseModel):
+    node: str
+    connected: bool
+
+
+class NotReady(ErrorBody):
+    """``/readyz``'s 503: the error body, plus the state of the database and of each node."""
+
+    database: DatabaseHealth
+    nodes: list[NodeHealthView]
 
 
 @router.get("/healthz", summary="Liveness: the process answers")
@@ -23,7 +42,13 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Readiness: database reachable and every ESL node connected")
+@router.get(
+    "/readyz",
+    summary="Readiness: database reachable and every ESL node connected",
+    responses={
+        503: {"model": NotReady, "description": "Not ready: `detail` says what is missing."}
+    },
+)
 async def readyz(services: ServicesDep) -> JSONResponse:
     ready = await services.readiness()
     body: dict[str, Any] = {

@@ -134,9 +134,7 @@ class BearerAuth:
             return
         close = {"Connection": "close"} if _may_have_body(scope) else {}
         try:
-            caller = await authenticate_header(
-                self.principals, _header(scope, b"authorization")
-            )
+            caller = await authenticate_header(self.principals, _header(scope, b"authorization"))
         except ApiError as exc:
             response = error_response(
                 exc.status, exc.code, exc.detail, headers={**(exc.headers or {}), **close}
