@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from telephony.esl.serialize import url_encode
+from telephony.sim import wire
 from telephony.sim.channel import AppRun, Channel, ExecRequest, Mode
 from telephony.sim.switch import Switch, new_uuid
 
@@ -34,9 +34,13 @@ NO_CHANNEL = "-ERR No such channel!\n"
 SIM_HELP = """\
 Simulator commands (api sim ...); everything they create is simulated:
   sim call DEST CALLER [dtmf=DIGITS] [dtmf_delay_ms=N] [hangup_after_s=N]
+           [name=TEXT|name_hex=HEX]
       a citizen calls DEST from CALLER -> +OK <uuid>. DIGITS are sent one every N ms
       (default 1000) after the answer; hangup_after_s counts from the answer (a call
       not answered by then is abandoned while ringing); default: wait for the far end.
+      name / name_hex: the caller-ID name (default CALLER); name_hex gives raw bytes
+      (e.g. GBK c0eec4c8), sent as FreeSWITCH does: URL-encoded in event plain and
+      uuid_dump, the bytes themselves in event json and JSON api bodies (not UTF-8).
   sim calls COUNT RATE DEST CALLER_PREFIX [dtmf=...] [dtmf_delay_ms=N] [hangup_after_s=N]
       COUNT citizens call DEST, RATE new calls per (simulated) second, from CALLER_PREFIX
       followed by a 6-digit sequence number -> +OK COUNT (for load runs)
@@ -47,7 +51,14 @@ Simulator commands (api sim ...); everything they create is simulated:
   sim hangup UUID           the far end of UUID hangs up (BYE, recv_bye)
   sim dtmf UUID DIGITS      the far end of UUID sends RFC 2833 digits
   sim set NAME VALUE        playback_default_ms (default 2000), linger_ms (500),
-                            record_default_ms (3000: how long a voice message lasts)
+                            record_default_ms (3000: how long a voice message lasts),
+                            local_stream_ms (-1: local_stream:// music never ends; N: it
+                            ends after N ms, as an empty local stream does)
+  sim freeze SECONDS        the switch hangs for SECONDS (simulated): no reply to any
+                            command (except api sim) and no event on any connection,
+                            TCP stays up; then the held replies and events are sent
+  sim drop_connections      close every ESL connection at once, no disconnect-notice
+                            (a network break); the calls stay up. -> +OK <count>
   sim stats                 channels, phones and calls placed
   sim help                  this text
 """
@@ -280,7 +291,7 @@ def show(sw: Switch, arg: str) -> str:
     if as_json:
         if not rows:
             return '{"row_count": 0}\n'
-        return orjson.dumps({"row_count": len(rows), "rows": rows}).decode()
+        return wire.dumps({"row_count": len(rows), "rows": rows})
     if not rows:
         return "\n0 total.\n"
     keys = list(rows[0])
@@ -370,14 +381,18 @@ def show_registrations(sw: Switch, scripts: Scripts) -> str:
 # ------------------------------------------------------------------- uuid_*
 
 
-def _dump(sw: Switch, ch: Channel, as_json: bool) -> str:
+def _dump(sw: Switch, ch: Channel, fmt: str) -> str:
+    """uuid_dump_function: ``json`` (switch_event_serialize_json), ``plain`` (not
+    URL-encoded) or anything else (``txt``: URL-encoded, switch_event_serialize)."""
     headers = sw.channel_data(ch)
-    if as_json:
+    if fmt.lower() == "json":
         data: dict[str, str | list[str]] = {}
         for k, v in headers:
             data[k] = v[len("ARRAY::") :].split("|:") if v.startswith("ARRAY::") else v
-        return orjson.dumps(data).decode()
-    return "".join(f"{k}: {url_encode(v)}\n" for k, v in headers) + "\n"
+        return wire.dumps(data)
+    if fmt.lower() == "plain":
+        return "".join(f"{k}: {v}\n" for k, v in headers) + "\n"
+    return "".join(f"{k}: {wire.url_encode(v)}\n" for k, v in headers) + "\n"
 
 
 async def execute(sw: Switch, scripts: Scripts, cmd: str, arg: str) -> tuple[str, After]:
@@ -536,10 +551,33 @@ async def _uuid_exists(sw: Switch, sc: Scripts, arg: str, words: list[str]) -> t
 
 
 async def _uuid_dump(sw: Switch, sc: Scripts, arg: str, words: list[str]) -> tuple[str, After]:
-    ch = sw.get(words[0]) if words else None
+    """A hung-up channel is gone for uuid_dump at once (switch_core_session_locate
+    refuses a channel in CS_HANGUP), while ``show channels`` still lists it."""
+    if not words:
+        return "-USAGE: <uuid> [format]\n", None
+    ch = sw.get(words[0])
     if ch is None:
         return NO_CHANNEL, None
-    return _dump(sw, ch, len(words) > 1 and words[1] == "json"), None
+    return _dump(sw, ch, words[1] if len(words) > 1 else "txt"), None
+
+
+async def _uuid_park(sw: Switch, sc: Scripts, arg: str, words: list[str]) -> tuple[str, After]:
+    """mod_commands park_function: switch_ivr_park_session (CF_TRANSFER, state CS_PARK),
+    then ``+OK``; the events follow from the session thread."""
+    if not arg:
+        return "-USAGE: <uuid>\n", None
+    ch = sw.get(arg)  # the whole argument is the uuid (switch_core_session_locate(cmd))
+    if ch is None:
+        return NO_CHANNEL, None
+
+    def park() -> None:
+        if not sw.park_session(ch):
+            log.warning(
+                "uuid_park of a channel in this mode is not simulated",
+                extra={"uuid": ch.uuid, "mode": ch.mode.value},
+            )
+
+    return "+OK\n", park
 
 
 async def _uuid_break(sw: Switch, sc: Scripts, arg: str, words: list[str]) -> tuple[str, After]:
@@ -597,12 +635,16 @@ async def _sim(sw: Switch, sc: Scripts, arg: str, words: list[str]) -> tuple[str
     try:
         if sub == "call" and len(pos) >= 2:
             after = opts.get("hangup_after_s")
+            name = opts.get("name")
+            if "name_hex" in opts:
+                name = wire.text_of(bytes.fromhex(opts["name_hex"]))
             ch = sc.call(
                 pos[0],
                 pos[1],
                 dtmf=opts.get("dtmf", ""),
                 dtmf_delay_ms=int(opts.get("dtmf_delay_ms", "1000")),
                 hangup_after_s=float(after) if after is not None else None,
+                caller_name=name,
             )
             return f"+OK {ch.uuid}\n", None
         if sub == "calls" and len(pos) >= 4:
@@ -655,8 +697,23 @@ async def _sim(sw: Switch, sc: Scripts, arg: str, words: list[str]) -> tuple[str
 
             return "+OK\n", press
         if sub == "set" and len(pos) >= 2:
+            if pos[0].endswith("_ms"):
+                int(pos[1])  # a number, or ValueError
             sw.settings[pos[0]] = pos[1]
             return "+OK\n", None
+        if sub == "freeze" and pos and sw.controls is not None:
+            seconds = float(pos[0])
+            if seconds < 0:
+                raise ValueError("SECONDS must not be negative")
+            controls = sw.controls
+            return "+OK\n", lambda: controls.freeze(seconds)
+        if sub == "drop_connections" and sw.controls is not None:
+            controls = sw.controls
+
+            def drop() -> None:
+                controls.drop_connections()
+
+            return f"+OK {controls.connection_count()}\n", drop
         if sub == "stats":
             return orjson.dumps(
                 {
@@ -688,6 +745,7 @@ _HANDLERS: dict[str, Handler] = {
     "uuid_exists": _uuid_exists,
     "uuid_dump": _uuid_dump,
     "uuid_break": _uuid_break,
+    "uuid_park": _uuid_park,
     "show": _show,
     "status": _status,
     "version": _version,

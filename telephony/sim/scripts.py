@@ -131,9 +131,10 @@ class Scripts:
         dtmf: str = "",
         dtmf_delay_ms: int = 1000,
         hangup_after_s: float | None = None,
+        caller_name: str | None = None,
     ) -> Channel:
         sw = self.switch
-        ch = sw.new_inbound(dest, caller)
+        ch = sw.new_inbound(dest, caller, caller_name=caller_name)
         self.calls_placed += 1
         sw.set_callstate(ch, "RINGING")
         sw.set_state(ch, "CS_ROUTING")

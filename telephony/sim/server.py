@@ -21,7 +21,6 @@ import signal
 from telephony.esl.messages import Malformed
 from telephony.esl.parser import Command, CommandParser
 from telephony.esl.serialize import (
-    api_response,
     auth_request,
     command_reply,
     disconnect_notice,
@@ -29,6 +28,7 @@ from telephony.esl.serialize import (
     event_plain,
 )
 from telephony.sim import api as sim_api
+from telephony.sim import wire
 from telephony.sim.apps import run_app
 from telephony.sim.channel import ExecRequest
 from telephony.sim.clock import SimClock
@@ -48,10 +48,22 @@ _LINE_CACHE_MAX = 200_000
 
 def event_plain_cached(headers: list[tuple[str, str]], body: str | None = None) -> bytes:
     """:func:`telephony.esl.serialize.event_plain` with the encoded header lines memoised
-    across events: a channel's ~150 variables repeat in every one of its events."""
+    across events: a channel's ~150 variables repeat in every one of its events. Values
+    holding raw (non-UTF-8) bytes go through :func:`telephony.sim.wire.event_plain`."""
     if len(_LINE_CACHE) > _LINE_CACHE_MAX:
         _LINE_CACHE.clear()
-    return event_plain(headers, body, line_cache=_LINE_CACHE)
+    try:
+        return event_plain(headers, body, line_cache=_LINE_CACHE)
+    except UnicodeEncodeError:
+        return wire.event_plain(headers, body)
+
+
+def event_json_any(headers: list[tuple[str, str]], body: str | None = None) -> bytes:
+    """:func:`telephony.esl.serialize.event_json`, or the raw-bytes form cJSON writes."""
+    try:
+        return event_json(headers, body)
+    except (TypeError, UnicodeEncodeError):
+        return wire.event_json(headers, body)
 
 
 class Connection:
@@ -70,6 +82,9 @@ class Connection:
         self.custom: set[str] = set()
         self.filters: list[tuple[str, str]] = []
         self.closing = False
+        #: Output held while the simulator is frozen (``sim freeze``), sent at the thaw.
+        self._held: list[bytes] = []
+        self._held_bytes = 0
         peer = writer.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
 
@@ -89,13 +104,34 @@ class Connection:
             return True
         return any(headers.get(k, "").lower() == v.lower() for k, v in self.filters)
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: bytes, *, control: bool = False) -> None:
+        """Write ``data``; while the simulator is frozen it is held (``control``: the reply
+        to an ``api sim`` command, which is never held)."""
         if self.closing or self.writer.is_closing():
+            return
+        if self.sim.frozen and not control:
+            self._held.append(data)
+            self._held_bytes += len(data)
+            if self._held_bytes > MAX_BACKLOG:
+                log.warning("esl client backlog while frozen, dropping", extra={"peer": self.peer})
+                self.drop()
             return
         self.writer.write(data)
         if self.writer.transport.get_write_buffer_size() > MAX_BACKLOG:
             log.warning("esl client too slow, disconnecting", extra={"peer": self.peer})
             self.closing = True
+            self.writer.transport.abort()
+
+    def flush_held(self) -> None:
+        held, self._held, self._held_bytes = self._held, [], 0
+        for data in held:
+            self.send(data)
+
+    def drop(self) -> None:
+        """Close the socket at once, without a disconnect-notice (a network break)."""
+        self.closing = True
+        self._held, self._held_bytes = [], 0
+        with contextlib.suppress(Exception):
             self.writer.transport.abort()
 
     # -------------------------------------------------------------- commands
@@ -122,6 +158,10 @@ class Connection:
                         if self.authed:
                             self.send(command_reply("-ERR command not found"))
                         continue
+                    if self.sim.frozen and not _is_sim_api(cmd):
+                        await self.sim.thawed()
+                        if self.closing:
+                            break
                     try:
                         await self.handle(cmd)
                     except Exception:
@@ -250,7 +290,7 @@ class Connection:
     async def _api(self, cmd: Command) -> None:
         api_cmd, _, arg = cmd.arg.partition(" ")
         body, after = await sim_api.execute(self.sim.switch, self.sim.scripts, api_cmd, arg)
-        self.send(api_response(body))
+        self.send(wire.api_response(body), control=api_cmd == "sim")
         if after is not None:
             after()
 
@@ -288,6 +328,11 @@ class Connection:
         self.send(command_reply("+OK"))
 
 
+def _is_sim_api(cmd: Command) -> bool:
+    """``api sim ...``: the simulator's own controls still answer while it is frozen."""
+    return cmd.name == "api" and cmd.arg.split(" ", 1)[0] == "sim"
+
+
 _COMMANDS = {
     "event": Connection._event,
     "noevents": Connection._noevents,
@@ -320,7 +365,12 @@ class Simulator:
         self.switch.run_dialplan = run_dialplan
         self.scripts = Scripts(self.switch)
         self.switch.scripts = self.scripts
+        self.switch.controls = self
         self.connections: set[Connection] = set()
+        self._thaw_event = asyncio.Event()
+        self._thaw_event.set()
+        self._thaw_handle: asyncio.TimerHandle | None = None
+        self._frozen_until = 0.0
         self._server: asyncio.Server | None = None
         self._conn_tasks: set[asyncio.Task[None]] = set()
 
@@ -343,12 +393,55 @@ class Simulator:
                     continue
             if conn.format == "json":
                 if js is None:
-                    js = event_json(event.headers, event.body)
+                    js = event_json_any(event.headers, event.body)
                 conn.send(js)
             else:
                 if plain is None:
                     plain = event_plain_cached(event.headers, event.body)
                 conn.send(plain)
+
+    # ------------------------------------------------------------ sim controls
+
+    @property
+    def frozen(self) -> bool:
+        return not self._thaw_event.is_set()
+
+    async def thawed(self) -> None:
+        await self._thaw_event.wait()
+
+    def freeze(self, seconds: float) -> None:
+        """``sim freeze``: for ``seconds`` simulated seconds no connection gets a reply or
+        an event (they are held, then sent in order); the calls go on. A hung switch
+        with its TCP connections still up."""
+        loop = asyncio.get_running_loop()
+        real = self.clock.real_seconds(seconds)
+        until = loop.time() + real
+        if self.frozen and until <= self._frozen_until:
+            return
+        self._frozen_until = until
+        self._thaw_event.clear()
+        if self._thaw_handle is not None:
+            self._thaw_handle.cancel()
+        self._thaw_handle = loop.call_later(real, self._thaw)
+        log.info("simulator frozen", extra={"seconds": seconds})
+
+    def _thaw(self) -> None:
+        self._thaw_handle = None
+        self._thaw_event.set()
+        for conn in list(self.connections):
+            conn.flush_held()
+        log.info("simulator thawed")
+
+    def connection_count(self) -> int:
+        return len(self.connections)
+
+    def drop_connections(self) -> int:
+        """``sim drop_connections``: every ESL connection is closed at once, without a
+        disconnect-notice (a network break); the calls stay up."""
+        conns = list(self.connections)
+        for conn in conns:
+            conn.drop()
+        return len(conns)
 
     async def background_job(self, job: str, api_cmd: str, arg: str) -> None:
         body, after = await sim_api.execute(self.switch, self.scripts, api_cmd, arg)
@@ -387,6 +480,10 @@ class Simulator:
                 self._conn_tasks.discard(task)
 
     async def stop(self) -> None:
+        if self._thaw_handle is not None:
+            self._thaw_handle.cancel()
+            self._thaw_handle = None
+        self._thaw_event.set()
         if self._server is not None:
             self._server.close()
         for conn in list(self.connections):

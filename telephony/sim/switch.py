@@ -215,6 +215,16 @@ class EventSink(Protocol):
     def publish(self, event: OutEvent) -> None: ...
 
 
+class Controls(Protocol):
+    """What ``api sim freeze`` / ``sim drop_connections`` act on (the ESL server)."""
+
+    def freeze(self, seconds: float) -> None: ...
+
+    def drop_connections(self) -> int: ...
+
+    def connection_count(self) -> int: ...
+
+
 class NullSink:
     def wants(self, name: str, subclass: str | None) -> bool:
         return False
@@ -243,11 +253,13 @@ class Switch:
             "playback_default_ms": "2000",
             "linger_ms": "500",
             "expire_linger_ms": "900",
+            "local_stream_ms": "-1",
         }
         # Set by the app module at import (avoids an import cycle).
         self.run_app: Callable[[Switch, Channel, str, str], Awaitable[str]] | None = None
         self.run_dialplan: Callable[[Switch, Channel], Coroutine[Any, Any, None]] | None = None
         self.scripts: Scripts | None = None
+        self.controls: Controls | None = None
 
     # ------------------------------------------------------------------ tasks
 
@@ -534,6 +546,12 @@ class Switch:
         self.apply_phase(ch, "in_create")
         ch.set_var("uuid", uid)
         ch.set_var("call_uuid", uid)
+        if caller_name is not None:
+            # The SIP From display name (sofia copies it, bytes as they came).
+            ch.set_var("sip_from_display", caller_name)
+            full_from = ch.var("sip_full_from") or ""
+            if full_from.startswith(f'"{caller}"'):
+                ch.set_var("sip_full_from", f'"{caller_name}"' + full_from[len(caller) + 2 :])
         self.channels[uid] = ch
         self.set_state(ch, "CS_INIT")
         ch.state_number = 2
