@@ -5,18 +5,65 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, cast
 
+import orjson
 import pytest
 from sqlalchemy import select, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from telephony.store.buffer import Write, WriteBuffer
+from telephony.store.buffer import (
+    REFUSED_FILE,
+    SPILL_FILE,
+    Refusal,
+    Write,
+    WriteBuffer,
+    on_refusal,
+)
 from telephony.store.models import Call, CallEvent
 from tests.store.conftest import Database
 
 T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 CALLS = Call.__table__
 EVENTS = CallEvent.__table__
+
+
+class Hooks:
+    """BufferHooks that remember."""
+
+    def __init__(self) -> None:
+        self.depths: list[tuple[int, int]] = []
+        self.overflows = 0
+        self.tables: list[str] = []
+
+    def depth(self, memory: int, spilled: int) -> None:
+        self.depths.append((memory, spilled))
+
+    def overflow(self) -> None:
+        self.overflows += 1
+
+    def refused(self, table: str) -> None:
+        self.tables.append(table)
+
+
+class Outage:
+    """An engine whose database can be made unreachable (any server, no restart needed)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.down = False
+        self.attempts = 0
+
+    def begin(self) -> Any:
+        self.attempts += 1
+        if self.down:
+            raise OperationalError("begin", {}, ConnectionRefusedError("database is down"))
+        return self.engine.begin()
+
+    def as_engine(self) -> AsyncEngine:
+        return cast(AsyncEngine, self)
 
 
 def _call(call_uuid: uuid.UUID, **extra: object) -> Write:
@@ -79,16 +126,34 @@ async def test_a_write_sent_twice_is_stored_once(engine: AsyncEngine) -> None:
     assert count == 1
 
 
-async def test_a_refused_row_is_dropped_and_the_rest_written(engine: AsyncEngine) -> None:
-    buffer = WriteBuffer(engine)
+@pytest.mark.allow_db_refusal
+async def test_a_refused_row_is_reported_loudly_and_the_rest_written(
+    engine: AsyncEngine, tmp_path: Path, _no_refused_writes: list[Refusal]
+) -> None:
+    hooks = Hooks()
+    heard: list[Refusal] = []
+    stop = on_refusal(heard.append)
+    buffer = WriteBuffer(engine, spill_dir=tmp_path, hooks=hooks)
     call = uuid.uuid4()
+    bad = uuid.uuid4()
     buffer.put(_event(call, 1))
-    buffer.put(Write(CALLS, {"uuid": uuid.uuid4(), "arrived_at": None}))  # NOT NULL violated
+    buffer.put(Write(CALLS, {"uuid": bad, "arrived_at": None}))  # NOT NULL violated
     buffer.put(_event(call, 2))
     buffer.start()
     await buffer.close()
-    assert buffer.rejected == 1
+    stop()
+    assert buffer.refused == 1 and hooks.tables == ["calls"]
     assert await _timeline(engine, call) == ["step-1", "step-2"]
+    # every listener of the process heard it, with the row and the database's error
+    assert heard == _no_refused_writes
+    ((refusal),) = heard
+    assert refusal.table == "calls" and refusal.row["uuid"] == bad
+    assert "arrived_at" in refusal.error and "null" in refusal.error.lower()
+    # and it is kept on disk for a replay by hand
+    (kept,) = (tmp_path / REFUSED_FILE).read_bytes().splitlines()
+    line = orjson.loads(kept)
+    assert line["row"]["uuid"] == str(bad) and "arrived_at" in line["error"]
+    assert not (tmp_path / SPILL_FILE).exists()
 
 
 async def test_database_outage_loses_and_duplicates_nothing(
@@ -146,3 +211,80 @@ def test_not_now_is_told_apart_from_not_this_row(sqlstate: str, transient: bool)
 
     error = DBAPIError("insert", {}, _Orig(sqlstate))
     assert _is_outage(error) is transient
+
+
+async def test_past_its_bound_the_buffer_spills_to_disk_and_replays_in_order(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    """A long outage: memory stays at its bound, the rest waits on disk, nothing is lost."""
+    outage = Outage(engine)
+    hooks = Hooks()
+    depths: list[int] = []
+    buffer = WriteBuffer(
+        outage.as_engine(),
+        max_batch=20,
+        retry_initial=0.02,
+        retry_max=0.05,
+        max_depth=50,
+        spill_dir=tmp_path,
+        hooks=hooks,
+        on_depth=depths.append,
+    )
+    buffer.start()
+    call = uuid.uuid4()
+    buffer.put(_call(call))
+    await asyncio.wait_for(buffer.flushed(), 10)
+
+    outage.down = True
+    for n in range(300):
+        buffer.put(_event(call, n))
+        if n % 60 == 0:
+            await asyncio.sleep(0.02)  # calls keep flowing while the database is down
+    buffer.put(_call(call, outcome="answered", talk_seconds=12.5))  # the CDR's last word
+    await asyncio.sleep(0.2)
+    assert outage.attempts > 2
+    assert buffer.depth == 301 and buffer.spilled == 251 and hooks.overflows == 251
+    assert max(memory for memory, _ in hooks.depths) <= 50
+    assert max(depths) == 301
+    assert len((tmp_path / SPILL_FILE).read_bytes().splitlines()) == 251
+
+    outage.down = False
+    await asyncio.wait_for(buffer.flushed(), 30)
+    assert buffer.depth == 0 and hooks.depths[-1] == (0, 0)
+    assert not (tmp_path / SPILL_FILE).exists()
+    assert await _timeline(engine, call) == [f"step-{n}" for n in range(300)]
+    async with engine.connect() as connection:
+        row = (await connection.execute(select(CALLS).where(CALLS.c.uuid == call))).one()
+    assert (row.outcome, row.talk_seconds) == ("answered", 12.5)
+
+    # back to memory: the next write does not touch the disk
+    buffer.put(_event(call, 300))
+    assert buffer.spilled == 0 and not (tmp_path / SPILL_FILE).exists()
+    await buffer.close()
+    assert await _timeline(engine, call) == [f"step-{n}" for n in range(301)]
+
+
+async def test_closing_during_an_outage_keeps_everything_for_the_next_start(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    outage = Outage(engine)
+    outage.down = True
+    first = WriteBuffer(
+        outage.as_engine(), retry_initial=0.02, retry_max=0.05, max_depth=10, spill_dir=tmp_path
+    )
+    first.start()
+    call = uuid.uuid4()
+    first.put(_call(call))
+    for n in range(40):
+        first.put(_event(call, n))
+    await first.close(timeout=0.2)  # the database is still down
+    assert len((tmp_path / SPILL_FILE).read_bytes().splitlines()) == 41
+
+    second = WriteBuffer(engine, max_batch=7, max_depth=10, spill_dir=tmp_path)
+    assert second.depth == 41  # found at once, before anything new
+    second.put(_event(call, 40))  # new writes go behind the old ones
+    second.start()
+    await asyncio.wait_for(second.flushed(), 30)
+    await second.close()
+    assert await _timeline(engine, call) == [f"step-{n}" for n in range(41)]
+    assert not (tmp_path / SPILL_FILE).exists()
