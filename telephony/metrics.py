@@ -72,6 +72,47 @@ class Metrics:
             "Database writes queued in the write buffer and not yet committed",
             registry=r,
         )
+        # Issue 7 (liveness, bounded buffers, refused writes, log drops); see EslMetrics,
+        # BufferMetrics below for how telephony.esl and telephony.store report into them.
+        self.esl_probe_failures = Counter(
+            "telephony_esl_probe_failures",
+            "Liveness probes (api status after a silence) a node did not answer; each drops it",
+            ["node"],
+            registry=r,
+        )
+        self.esl_buffer_depth = Gauge(
+            "telephony_esl_buffer_depth",
+            "Items waiting between a node's socket and the engine (buffer: handoff, stream)",
+            ["node", "buffer"],
+            registry=r,
+        )
+        self.esl_buffer_overflows = Counter(
+            "telephony_esl_buffer_overflows",
+            "Times a node's handoff or event stream was full; each forces a reconnect",
+            ["node", "buffer"],
+            registry=r,
+        )
+        self.db_buffer_spilled = Gauge(
+            "telephony_db_buffer_spilled",
+            "Database writes waiting in the write buffer's spill file (memory bound reached)",
+            registry=r,
+        )
+        self.db_buffer_overflows = Counter(
+            "telephony_db_buffer_overflows",
+            "Database writes put past the write buffer's memory bound (spilled to disk)",
+            registry=r,
+        )
+        self.db_writes_refused = Counter(
+            "telephony_db_writes_refused",
+            "Database writes the database refused (a validation bug of ours), by table",
+            ["table"],
+            registry=r,
+        )
+        self.log_lines_dropped = Counter(
+            "telephony_log_lines_dropped",
+            "Log lines dropped because the log writer thread fell behind (its queue was full)",
+            registry=r,
+        )
         self.agents = Gauge(
             "telephony_agents",
             "Agents by state (logged_out, available, busy, ringing, in_call, wrap_up)",
@@ -114,3 +155,37 @@ class Metrics:
     def render(self) -> bytes:
         """The registry in the Prometheus text format."""
         return generate_latest(self.registry)
+
+
+class EslMetrics:
+    """``telephony.esl.transport.EslHooks`` into :class:`Metrics`: ``EslConnection(hooks=...)``."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def probe_failed(self, node: str) -> None:
+        self.metrics.esl_probe_failures.labels(node).inc()
+
+    def overflow(self, node: str, buffer: str) -> None:
+        self.metrics.esl_buffer_overflows.labels(node, buffer).inc()
+
+    def depth(self, node: str, stream: int, handoff: int) -> None:
+        self.metrics.esl_buffer_depth.labels(node, "stream").set(stream)
+        self.metrics.esl_buffer_depth.labels(node, "handoff").set(handoff)
+
+
+class BufferMetrics:
+    """``telephony.store.buffer.BufferHooks`` into :class:`Metrics`: ``WriteBuffer(hooks=...)``."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def depth(self, memory: int, spilled: int) -> None:
+        self.metrics.db_buffer_depth.set(memory + spilled)
+        self.metrics.db_buffer_spilled.set(spilled)
+
+    def overflow(self) -> None:
+        self.metrics.db_buffer_overflows.inc()
+
+    def refused(self, table: str) -> None:
+        self.metrics.db_writes_refused.labels(table).inc()

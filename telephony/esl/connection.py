@@ -24,6 +24,16 @@ their reply (``_commands_sent``) - but its reading path is replaced:
 * When the socket closes, every command still waiting is failed
   (``EslDisconnected``) and a :class:`Dropped` item ends the last batch.
   Nothing is re-sent.
+* The hand-off to asyncio is bounded: :class:`HandOff` counts the items
+  posted by this thread and taken by the asyncio loop. When ``max_backlog``
+  items are in flight (the loop is blocked or starved) the reader stops
+  reading the socket, so TCP pushes back on FreeSWITCH, whose own queue
+  holds about ten seconds of peak traffic. If the loop has not caught up
+  within ``stall`` seconds the connection is dropped (``Dropped.overflow``):
+  FreeSWITCH silently discards events for a listener whose queue is full,
+  and a missing CHANNEL_HANGUP_COMPLETE is a ghost call, so reconnecting and
+  re-adopting the node's channels is the safe way out. Nothing is dropped
+  silently on this side.
 """
 
 from __future__ import annotations
@@ -31,6 +41,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket as stdlib_socket
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -96,12 +107,34 @@ class Resolution:
 
 
 class Dropped:
-    """Batch item: the connection is gone (always the last item it posts)."""
+    """Batch item: the connection is gone (always the last item it posts).
 
-    __slots__ = ("reason",)
+    ``overflow``: it was dropped because the hand-off to asyncio stayed full.
+    """
 
-    def __init__(self, reason: str) -> None:
+    __slots__ = ("overflow", "reason")
+
+    def __init__(self, reason: str, overflow: bool = False) -> None:
         self.reason = reason
+        self.overflow = overflow
+
+
+class HandOff:
+    """Items posted to asyncio and not yet taken: one connection's hand-off depth.
+
+    ``posted`` is only written in the gevent thread and ``taken`` only in the
+    asyncio thread, so the two need no lock; their difference is the depth.
+    """
+
+    __slots__ = ("posted", "taken")
+
+    def __init__(self) -> None:
+        self.posted = 0
+        self.taken = 0
+
+    @property
+    def depth(self) -> int:
+        return self.posted - self.taken
 
 
 BatchItem = Event | Resolution | Dropped
@@ -122,6 +155,9 @@ class GreenConnection(InboundESL):  # type: ignore[misc]
         sink: Sink,
         spawn: Spawn,
         timeout: float = 5.0,
+        handoff: HandOff | None = None,
+        max_backlog: int = 20_000,
+        stall: float = 3.0,
     ) -> None:
         super().__init__(host, port, password, timeout=timeout)
         self.node = node
@@ -135,6 +171,11 @@ class GreenConnection(InboundESL):  # type: ignore[misc]
         self._writer: Any = None
         self._drop_reason = "connection closed"
         self._closing = False
+        self._aborted = ""
+        self._overflowed = False
+        self._handoff = handoff
+        self._max_backlog = max_backlog
+        self._stall = stall
         self.malformed = 0
 
     # -- connecting (greenswitch's connect, our handlers) ---------------------------------
@@ -235,8 +276,12 @@ class GreenConnection(InboundESL):  # type: ignore[misc]
         sink = self._sink
         event_types = _EVENT_TYPES
         reply_types = _REPLY_TYPES
+        handoff = self._handoff
+        limit = self._max_backlog
         try:
             while self._run:
+                if handoff is not None and handoff.depth >= limit and not self._room(handoff):
+                    break
                 data = sock.recv(READ_SIZE)
                 if not data:
                     self._drop_reason = "closed by peer"
@@ -266,6 +311,25 @@ class GreenConnection(InboundESL):  # type: ignore[misc]
             self._drop_reason = "stopped"
         finally:
             self._after_close()
+
+    def _room(self, handoff: HandOff) -> bool:
+        """Wait (not reading) until asyncio took enough of the hand-off; False: give up."""
+        deadline = time.monotonic() + self._stall
+        while handoff.depth >= self._max_backlog:
+            if not self._run:
+                return False
+            if time.monotonic() >= deadline:
+                self._overflowed = True
+                self._drop_reason = (
+                    f"asyncio hand-off full ({handoff.depth} items) for {self._stall}s"
+                )
+                logger.error(
+                    "esl hand-off to asyncio overflowed; dropping the connection to re-adopt",
+                    extra={"node": self.node, "depth": handoff.depth, "stall_s": self._stall},
+                )
+                return False
+            gevent.sleep(0.005)
+        return True
 
     def _reply(self, message: CommandReply | ApiResponse, batch: list[BatchItem]) -> None:
         if not self._commands_sent:
@@ -305,6 +369,8 @@ class GreenConnection(InboundESL):  # type: ignore[misc]
     def _after_close(self) -> None:
         if self._closing:
             self._drop_reason = "closed by us"
+        elif self._aborted:
+            self._drop_reason = self._aborted
         self._run = False
         self.connected = False
         self._close_socket()
@@ -319,7 +385,7 @@ class GreenConnection(InboundESL):  # type: ignore[misc]
                 failed.append(Resolution(item, None, error))
             else:
                 item.set_exception(NotConnectedError(self._drop_reason))
-        failed.append(Dropped(self._drop_reason))
+        failed.append(Dropped(self._drop_reason, self._overflowed))
         logger.info("esl socket closed", extra={"node": self.node, "reason": self._drop_reason})
         self._sink(failed)
 
@@ -341,6 +407,12 @@ class GreenConnection(InboundESL):  # type: ignore[misc]
         self.connected = False
         self._close_socket()
         self._wake.set()
+
+    def abort(self, reason: str) -> None:
+        """Greenlet: drop the connection at once, without ``exit`` (it stopped answering)."""
+        if not self._aborted:
+            self._aborted = reason
+        self._stop_quietly()
 
     def close(self, pending: PendingReply) -> None:
         """Greenlet: say ``exit``, close the socket, wait for the reader, settle ``pending``."""

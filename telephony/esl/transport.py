@@ -26,6 +26,44 @@ only touched in the asyncio thread.
 * A drop fails every pending future (:class:`EslDisconnected`), then a
   supervisor task reconnects with exponential backoff and jitter and
   re-subscribes. Nothing is re-sent: ``originate`` must never run twice.
+
+Liveness
+--------
+TCP keepalive only notices a peer that vanished. A listener that hangs with
+its socket up (a stuck ``mod_event_socket`` thread, a switch stopped in a
+debugger, a half-dead NAT) would time out every command while the node looks
+connected. A watchdog therefore watches every subscribed connection: after
+:attr:`Liveness.silence` seconds with no frame at all (event, reply), it
+sends ``api status`` (a cheap probe, any reply proves life) with
+:attr:`Liveness.probe_timeout`. If no reply comes, the connection is
+dropped from this side and the usual path follows: :class:`NodeDisconnected`
+(pending calls fail with ``EslDisconnected``), reconnect, then
+:class:`NodeConnected` with ``reconnect=True``, on which the engine
+re-adopts the node's channels. HEARTBEAT is not subscribed: FreeSWITCH sends
+one every 20 s, four times the silence after which we probe anyway, so it
+would save no probe on an idle node. A legitimate ``api`` that keeps the
+listener busy longer than ``silence + probe_timeout`` (8 s by default) is
+taken for a hang: slow work belongs in ``bgapi``.
+
+Bounds (what happens when the engine falls behind)
+--------------------------------------------------
+Two buffers sit between the socket and the engine, each bounded
+(:class:`Limits`) and measured (:class:`EslHooks`):
+
+* the cross-thread hand-off (gevent -> asyncio batches not yet run by the
+  loop): at ``handoff_items`` the reader stops reading, so TCP pushes back;
+  if the loop has not caught up after ``handoff_stall`` seconds, the
+  connection is dropped (see :mod:`telephony.esl.connection`);
+* each :class:`EventStream` (events delivered, not yet taken by the engine):
+  at ``stream_events`` the event that does not fit, and every later one of
+  that connection, is discarded and the connection is dropped at once.
+
+Both overflows are logged, counted (``EslHooks.overflow``) and end in a
+reconnect and re-adoption, never in growing without bound or in quietly
+losing single events (a lost CHANNEL_HANGUP_COMPLETE is a ghost call; a
+re-adoption reconciles every channel from ``show channels``). Connection
+notices (:class:`NodeConnected`, :class:`NodeDisconnected`) are never
+refused by a full stream.
 """
 
 from __future__ import annotations
@@ -39,10 +77,10 @@ import uuid as uuidlib
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from telephony.esl import commands
-from telephony.esl.connection import Dropped, GreenConnection, PendingReply, Resolution
+from telephony.esl.connection import Dropped, GreenConnection, HandOff, PendingReply, Resolution
 from telephony.esl.gevent_thread import GeventThread, acquire_shared, release_shared
 from telephony.esl.messages import ApiResponse, CommandReply, Event
 from telephony.esl.parser import PREFERRED_EVENT_FORMAT
@@ -88,6 +126,65 @@ class Timeouts:
 
 
 @dataclass(frozen=True, slots=True)
+class Liveness:
+    """The watchdog: probe after ``silence`` seconds without a frame; drop if the probe fails.
+
+    ``silence`` of 0 turns the watchdog off.
+    """
+
+    silence: float = 5.0
+    probe_timeout: float = 3.0
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Bounds between the socket and the engine (see the module docstring for the policy).
+
+    ``stream_events``: events waiting in one :class:`EventStream` (about two
+    seconds of a node's peak traffic of 125 calls/s; an event of ~160
+    headers holds about 20 KB). ``handoff_items``: batch items posted by the
+    gevent thread and not yet run by the loop; ``handoff_stall``: how long
+    the reader waits at that bound before the connection is dropped.
+    """
+
+    stream_events: int = 20_000
+    handoff_items: int = 20_000
+    handoff_stall: float = 3.0
+
+
+DEFAULT_LIMITS = Limits()
+
+
+class EslHooks(Protocol):
+    """Where a connection reports its health (``telephony.metrics.EslMetrics`` implements it)."""
+
+    def probe_failed(self, node: str) -> None:
+        """A liveness probe got no reply in time; the connection is being dropped."""
+        ...
+
+    def overflow(self, node: str, buffer: str) -> None:
+        """``buffer`` ("stream" or "handoff") was full; the connection is being dropped."""
+        ...
+
+    def depth(self, node: str, stream: int, handoff: int) -> None:
+        """Current depths: the fullest event stream, and the hand-off (items in flight)."""
+        ...
+
+
+class NoHooks:
+    """Report nothing (the default)."""
+
+    def probe_failed(self, node: str) -> None:
+        pass
+
+    def overflow(self, node: str, buffer: str) -> None:
+        pass
+
+    def depth(self, node: str, stream: int, handoff: int) -> None:
+        pass
+
+
+@dataclass(frozen=True, slots=True)
 class Backoff:
     """Reconnect delays: exponential from ``initial`` to ``maximum``, with jitter."""
 
@@ -116,10 +213,16 @@ def subscription_names(names: Sequence[str]) -> list[str]:
 
 
 class EventStream:
-    """An async iterator over one subscriber's events; ends when the connection is closed."""
+    """An async iterator over one subscriber's events; ends when the connection is closed.
 
-    def __init__(self, owner: EslConnection) -> None:
+    It holds at most ``limit`` events (connection notices do not count
+    against it); :class:`EslConnection` drops the connection rather than
+    overfill it.
+    """
+
+    def __init__(self, owner: EslConnection, limit: int = DEFAULT_LIMITS.stream_events) -> None:
         self._owner = owner
+        self.limit = limit
         self._items: deque[SwitchEvent] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._closed = False
@@ -182,6 +285,9 @@ class EslConnection:
         backoff: Backoff | None = None,
         hub: GeventThread | None = None,
         on_state: Callable[[NodeConnected | NodeDisconnected], None] | None = None,
+        liveness: Liveness | None = None,
+        limits: Limits | None = None,
+        hooks: EslHooks | None = None,
     ) -> None:
         """Describe the connection; nothing happens until :meth:`connect`.
 
@@ -189,7 +295,9 @@ class EslConnection:
         subclasses by name, e.g. ``sofia::register``); the connection also
         subscribes to what it needs itself (:data:`INTERNAL_EVENTS`) but does
         not deliver those unless listed. ``hub`` defaults to the process's
-        shared gevent thread, released again by :meth:`close`.
+        shared gevent thread, released again by :meth:`close`. ``liveness``,
+        ``limits`` and ``hooks``: the watchdog, the buffer bounds and where
+        their measurements go (see the module docstring).
         """
         if isinstance(address, str):
             nodes = parse_nodes(address)
@@ -210,6 +318,13 @@ class EslConnection:
         self.reconnect = reconnect
         self.backoff = backoff or Backoff()
         self._on_state = on_state
+        self.liveness = liveness or Liveness()
+        self.limits = limits or DEFAULT_LIMITS
+        self.hooks: EslHooks = hooks or NoHooks()
+        self._probe_command = commands.encode(commands.api("status"))
+        self._last_frame = 0.0
+        self._watchdog: asyncio.Task[None] | None = None
+        self._handoff = HandOff()
         self._hub = hub
         self._owns_hub = hub is None
         self._hub_acquired = False
@@ -227,6 +342,8 @@ class EslConnection:
         self._up = asyncio.Event()
         self._supervisor: asyncio.Task[None] | None = None
         self.events_received = 0
+        self.probe_failures = 0
+        self.overflows = 0
 
     # -- state ---------------------------------------------------------------------------
 
@@ -291,11 +408,12 @@ class EslConnection:
             return
         self._closed = True
         self._dropped.set()
-        supervisor, self._supervisor = self._supervisor, None
-        if supervisor is not None:
-            supervisor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await supervisor
+        for task in (self._supervisor, self._watchdog):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._supervisor = self._watchdog = None
         green, self._green = self._green, None
         self._connected = False
         self._generation += 1
@@ -328,10 +446,13 @@ class EslConnection:
         generation = self._generation
         hub = self._hub
         address = self.address
+        handoff = self._handoff = HandOff()
+        on_batch = self._on_batch
 
-        def sink(batch: list[Any]) -> None:
+        def sink(batch: list[Any]) -> None:  # in the gevent thread
+            handoff.posted += len(batch)
             try:  # noqa: SIM105 - hot path, cheaper than contextlib.suppress
-                loop.call_soon_threadsafe(self._on_batch, generation, batch)
+                loop.call_soon_threadsafe(on_batch, generation, batch, handoff)
             except RuntimeError:  # the asyncio loop is closed: nobody is listening any more
                 pass
 
@@ -343,6 +464,9 @@ class EslConnection:
             sink=sink,
             spawn=hub.spawn_here,
             timeout=timeout,
+            handoff=handoff,
+            max_backlog=self.limits.handoff_items,
+            stall=self.limits.handoff_stall,
         )
         opened: asyncio.Future[Any] = loop.create_future()
         started = time.monotonic()
@@ -365,6 +489,8 @@ class EslConnection:
             reply = await self._request(self._subscribe_command, remaining, "event", force=True)
             if not isinstance(reply, CommandReply) or not reply.ok:
                 raise EslCommandError(_reply_text(reply), node=self.node, command="event")
+            if generation != self._generation:  # aborted while subscribing (a full stream)
+                raise EslDisconnected("dropped while subscribing", node=self.node, sent=True)
         except BaseException:
             self._green = None
             await self._close_green(green)
@@ -372,6 +498,13 @@ class EslConnection:
         self._connected = True
         self._dropped.clear()
         self._up.set()
+        self._last_frame = time.monotonic()
+        if self.liveness.silence > 0:
+            if self._watchdog is not None:
+                self._watchdog.cancel()
+            self._watchdog = asyncio.create_task(
+                self._watch(generation), name=f"esl-watchdog-{self.node}"
+            )
         reconnect = self._ever_connected
         self._ever_connected = True
         logger.info(
@@ -414,14 +547,74 @@ class EslConnection:
                         extra={"node": self.node, "attempt": attempt, "error": str(exc)},
                     )
 
+    async def _watch(self, generation: int) -> None:
+        """The liveness watchdog of one connection (one generation); see the module docstring."""
+        silence, limit = self.liveness.silence, self.liveness.probe_timeout
+        while generation == self._generation and self._connected:
+            quiet = time.monotonic() - self._last_frame
+            if quiet < silence:
+                await asyncio.sleep(silence - quiet)
+                continue
+            try:
+                await self._request(self._probe_command, limit, "liveness probe")
+            except EslTimeout:
+                if generation != self._generation or not self._connected:
+                    return
+                self.probe_failures += 1
+                logger.error(
+                    "esl node stopped answering; dropping the connection",
+                    extra={"node": self.node, "silence_s": silence, "probe_timeout_s": limit},
+                )
+                self._hook(self.hooks.probe_failed, self.node)
+                self._abort(f"no reply to a liveness probe within {limit}s after {silence}s")
+                return
+            except EslError:  # dropped meanwhile: the supervisor takes over
+                return
+
+    def _abort(self, reason: str) -> None:
+        """Drop the current connection from this side; the supervisor reconnects.
+
+        While the connection is still subscribing, the subscription fails instead
+        (``_open`` sees the generation move).
+        """
+        green = self._green
+        if green is None:
+            return
+        self._generation += 1  # what the old socket still delivers is ignored
+        if self._connected:
+            self._on_drop(reason)
+        else:
+            self._green = None
+        if self._hub is not None:
+            with contextlib.suppress(RuntimeError):
+                self._hub.spawn(green.abort, reason)
+
+    def _overflow(self, buffer: str, depth: int) -> None:
+        self.overflows += 1
+        logger.error(
+            "esl buffer full; dropping the connection to re-adopt the node",
+            extra={"node": self.node, "buffer": buffer, "depth": depth},
+        )
+        self._hook(self.hooks.overflow, self.node, buffer)
+
+    def _hook(self, method: Callable[..., None], *args: Any) -> None:
+        try:
+            method(*args)
+        except Exception:
+            logger.exception("esl hook failed", extra={"node": self.node})
+
     # -- from the gevent thread ----------------------------------------------------------
 
-    def _on_batch(self, generation: int, batch: list[Any]) -> None:
+    def _on_batch(self, generation: int, batch: list[Any], handoff: HandOff) -> None:
         """One socket read's worth of events and replies, in wire order (asyncio thread)."""
+        handoff.taken += len(batch)
+        if generation == self._generation:
+            self._last_frame = time.monotonic()
         for item in batch:
             kind = type(item)
             if kind is Event:
-                self._on_event(item)
+                if generation == self._generation:  # not after a drop (an overflow, mid-batch)
+                    self._on_event(item)
             elif kind is Resolution:
                 future = item.pending.future
                 if not future.done():
@@ -430,7 +623,12 @@ class EslConnection:
                     else:
                         future.set_result(item.result)
             elif kind is Dropped and generation == self._generation and self._connected:
+                if item.overflow:
+                    self._overflow("handoff", handoff.depth)
                 self._on_drop(item.reason)
+        streams = self._streams
+        deepest = max(len(s._items) for s in streams) if streams else 0
+        self.hooks.depth(self.node, deepest, self._handoff.depth)
 
     def _on_event(self, event: Event) -> None:
         self.events_received += 1
@@ -456,12 +654,19 @@ class EslConnection:
         if name in self._wanted:
             self._deliver(event)
 
-    def _deliver(self, item: SwitchEvent) -> None:
-        for stream in self._streams:
+    def _deliver(self, item: Event) -> None:
+        streams = self._streams
+        for stream in streams:
+            if len(stream._items) >= stream.limit:
+                self._overflow("stream", len(stream._items))
+                self._abort(f"event stream full ({stream.limit} events): the engine fell behind")
+                return
+        for stream in streams:
             stream._put(item)
 
     def _notify(self, item: NodeConnected | NodeDisconnected) -> None:
-        self._deliver(item)
+        for stream in self._streams:
+            stream._put(item)
         if self._on_state is not None:
             try:
                 self._on_state(item)
@@ -636,7 +841,7 @@ class EslConnection:
 
     def events(self) -> EventStream:
         """Subscribe from now on: events of the configured names, and connect/drop notices."""
-        stream = EventStream(self)
+        stream = EventStream(self, self.limits.stream_events)
         if self._closed:
             stream._end()
         else:
@@ -676,7 +881,11 @@ __all__ = [
     "INTERNAL_EVENTS",
     "Backoff",
     "EslConnection",
+    "EslHooks",
     "EventStream",
+    "Limits",
+    "Liveness",
+    "NoHooks",
     "Timeouts",
     "connect_nodes",
     "subscription_names",
