@@ -156,7 +156,7 @@ class GreenConnection(InboundESL):  # type: ignore[misc]
         spawn: Spawn,
         timeout: float = 5.0,
         handoff: HandOff | None = None,
-        max_backlog: int = 20_000,
+        max_backlog: int = 10_000,
         stall: float = 3.0,
     ) -> None:
         super().__init__(host, port, password, timeout=timeout)

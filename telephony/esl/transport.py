@@ -140,15 +140,19 @@ class Liveness:
 class Limits:
     """Bounds between the socket and the engine (see the module docstring for the policy).
 
-    ``stream_events``: events waiting in one :class:`EventStream` (about two
-    seconds of a node's peak traffic of 125 calls/s; an event of ~160
-    headers holds about 20 KB). ``handoff_items``: batch items posted by the
-    gevent thread and not yet run by the loop; ``handoff_stall``: how long
-    the reader waits at that bound before the connection is dropped.
+    ``stream_events``: events waiting in one :class:`EventStream`, about two
+    seconds of a node's peak (125 calls/s, 60-80 events a call). A decoded
+    event of ~145 headers holds about 23 KB (measured on the captured
+    traces), so a full stream is some 460 MB: the bound is a guard against
+    running out of memory, not a working level. ``handoff_items``: batch
+    items posted by the gevent thread and not yet run by the loop (one
+    second of peak: it fills only while the loop is blocked);
+    ``handoff_stall``: how long the reader then waits, not reading, before
+    the connection is dropped.
     """
 
     stream_events: int = 20_000
-    handoff_items: int = 20_000
+    handoff_items: int = 10_000
     handoff_stall: float = 3.0
 
 

@@ -18,6 +18,15 @@ The watcher (:meth:`FlowLibrary.start` / :meth:`FlowLibrary.stop`) polls
 the folder's files (names, sizes, mtimes) every ``interval`` seconds and
 reloads when anything changed; polling needs no extra dependency and a
 flows folder is a few dozen files.
+
+Nothing of this blocks the event loop that serves calls: the watcher's
+``stat`` of every file, and the reading, YAML parsing and checking of a
+reload (:meth:`FlowLibrary.reload_async`), run in a worker thread
+(``asyncio.to_thread``) against the immutable current set. Only the swap of
+the new set, the logs and the hooks happen on the loop, so callers of
+:meth:`FlowLibrary.for_hotline` never see a half-made set. If a synchronous
+:meth:`FlowLibrary.reload` swapped the set while the thread worked, the
+thread's result is discarded and the work done again against the new set.
 """
 
 from __future__ import annotations
@@ -44,6 +53,22 @@ log = logging.getLogger(__name__)
 
 ErrorHook = Callable[[str, list[Diagnostic]], None]
 LoadedHook = Callable[[LoadedFlow], None]
+
+
+Signature = tuple[tuple[str, int, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """A reload worked out against ``prev`` and not yet applied."""
+
+    prev: FlowSet
+    signature: Signature
+    candidate: FlowSet
+    accepted: dict[str, LoadedFlow]
+    removed: tuple[str, ...]
+    rejected: dict[str, list[Diagnostic]]
+    warnings: tuple[Diagnostic, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +103,8 @@ class FlowLibrary:
         self.on_loaded = on_loaded
         self._current = FlowSet(root=root.resolve())
         self._task: asyncio.Task[None] | None = None
-        self._signature: tuple[tuple[str, int, int], ...] = ()
+        self._signature: Signature = ()
+        self._reloading: asyncio.Lock | None = None
 
     @property
     def current(self) -> FlowSet:
@@ -94,16 +120,49 @@ class FlowLibrary:
     # -- reload ---------------------------------------------------------------------------
 
     def reload(self) -> ReloadReport:
-        """Re-read the folder; swap in the valid changes, keep the rest. Never raises."""
-        try:
-            return self._reload()
-        except Exception:
-            log.exception("ivr reload failed; the previous flows keep serving")
-            return ReloadReport(rejected={str(self.root): []})
+        """Re-read the folder; swap in the valid changes, keep the rest. Never raises.
 
-    def _reload(self) -> ReloadReport:
-        self._signature = _signature(self.root)
-        prev = self._current
+        This blocks its caller while it reads and parses; on the event loop use
+        :meth:`reload_async`.
+        """
+        try:
+            return self._apply(self._prepare(self._current))
+        except Exception:
+            return self._failed()
+
+    async def reload_async(self) -> ReloadReport:
+        """:meth:`reload` with the file-system work and parsing in a worker thread."""
+        if self._reloading is None:
+            self._reloading = asyncio.Lock()
+        async with self._reloading:
+            try:
+                while True:
+                    prev = self._current
+                    prepared = await asyncio.to_thread(self._prepare, prev)
+                    if self._current is prev:
+                        return self._apply(prepared)
+            except Exception:
+                return self._failed()
+
+    def _failed(self) -> ReloadReport:
+        log.exception("ivr reload failed; the previous flows keep serving")
+        return ReloadReport(rejected={str(self.root): []})
+
+    def _apply(self, prepared: _Prepared) -> ReloadReport:
+        """Swap in a prepared set and report it (on the caller's thread: the loop)."""
+        self._signature = prepared.signature
+        self._current = prepared.candidate
+        self._report(prepared.accepted, prepared.removed, prepared.rejected, prepared.warnings)
+        return ReloadReport(
+            tuple(sorted(prepared.accepted)),
+            prepared.removed,
+            prepared.rejected,
+            prepared.warnings,
+        )
+
+    def _prepare(self, prev: FlowSet) -> _Prepared:
+        """Read, parse and check the folder against ``prev``; changes nothing (any thread)."""
+        signature = _signature(self.root)
         fresh, parse_diags = load_folder(self.root, self.extra_groups)
         rejected: dict[str, list[Diagnostic]] = {}
         for d in parse_diags:
@@ -154,9 +213,7 @@ class FlowLibrary:
             for d in check_set(candidate, accepted)
             if not d.is_error and d.path in {lf.display for lf in accepted.values()}
         )
-        self._current = candidate
-        self._report(accepted, removed, rejected, warnings)
-        return ReloadReport(tuple(sorted(accepted)), removed, rejected, warnings)
+        return _Prepared(prev, signature, candidate, accepted, removed, rejected, warnings)
 
     def _revert(
         self,
@@ -266,8 +323,8 @@ class FlowLibrary:
         while True:
             await asyncio.sleep(interval)
             try:
-                if self.changed():
-                    self.reload()
+                if await asyncio.to_thread(_signature, self.root) != self._signature:
+                    await self.reload_async()
             except Exception:
                 log.exception("ivr flow watcher failed; still watching")
 
@@ -283,7 +340,7 @@ def _support_file(root: Path, d: Diagnostic) -> str:
     return display_path(root / SKILL_GROUPS_FILE)
 
 
-def _signature(root: Path) -> tuple[tuple[str, int, int], ...]:
+def _signature(root: Path) -> Signature:
     out: list[tuple[str, int, int]] = []
     if not root.is_dir():
         return ()

@@ -116,8 +116,8 @@ class IvrService:
         self.timer = ReactionTimer(self.hooks.reaction)
 
     async def start(self) -> None:
-        """Load the flows and start watching the folder for edits."""
-        self.library.reload()
+        """Load the flows (read and parsed off the loop) and start watching the folder for edits."""
+        await self.library.reload_async()
         self.library.start(self.settings.reload_interval_s)
 
     async def stop(self) -> None:

@@ -6,7 +6,10 @@ import asyncio
 import logging
 import os
 import shutil
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -191,3 +194,120 @@ async def test_watcher_reloads_on_change(flows: Path) -> None:
     finally:
         await library.stop()
     assert library._task is None
+
+
+async def _reloaded(library: FlowLibrary, version: str, flow: str = "hotline-12345") -> None:
+    async with asyncio.timeout(5):
+        while library.current.flows[flow].version == version:
+            await asyncio.sleep(0.01)
+
+
+async def test_the_watcher_reads_and_parses_off_the_event_loop(
+    flows: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 7, item 8: stat, read and YAML parsing never run on the loop that serves calls."""
+    import telephony.ivr.reload as reload_module
+
+    threads: dict[str, set[int]] = {"stat": set(), "parse": set()}
+    real_signature, real_load = reload_module._signature, reload_module.load_folder
+
+    def signature(root: Path) -> reload_module.Signature:
+        threads["stat"].add(threading.get_ident())
+        return real_signature(root)
+
+    def load(root: Path, extra: tuple[str, ...] = ()) -> Any:
+        threads["parse"].add(threading.get_ident())
+        return real_load(root, extra)
+
+    monkeypatch.setattr(reload_module, "_signature", signature)
+    monkeypatch.setattr(reload_module, "load_folder", load)
+    library = FlowLibrary(flows)
+    await library.reload_async()
+    version = library.current.flows["hotline-12345"].version
+    library.start(interval=0.02)
+    try:
+        edit(flows / "hotline-12345.yaml", HELP, "    group: help\n    priority: 8\n")
+        await _reloaded(library, version)
+    finally:
+        await library.stop()
+    loop_thread = threading.get_ident()
+    assert threads["stat"] and threads["parse"]
+    assert loop_thread not in threads["stat"] | threads["parse"]
+
+
+async def test_a_slow_parse_does_not_stall_the_loop(
+    flows: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import telephony.ivr.reload as reload_module
+
+    real_load = reload_module.load_folder
+
+    def slow_load(root: Path, extra: tuple[str, ...] = ()) -> Any:
+        time.sleep(0.3)  # a big folder on a slow disk
+        return real_load(root, extra)
+
+    monkeypatch.setattr(reload_module, "load_folder", slow_load)
+    library = FlowLibrary(flows)
+    reload = asyncio.create_task(library.reload_async())
+    worst, last = 0.0, time.monotonic()
+    while not reload.done():
+        await asyncio.sleep(0.01)
+        now = time.monotonic()
+        worst, last = max(worst, now - last), now
+    assert (await reload).ok
+    assert worst < 0.15, f"the loop stalled {worst:.3f}s"
+
+
+async def test_the_watcher_refuses_a_broken_edit_with_file_and_line(
+    flows: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    errors: list[tuple[str, list[Diagnostic]]] = []
+    library = FlowLibrary(flows, on_error=lambda path, diags: errors.append((path, diags)))
+    await library.reload_async()
+    before = library.current.flows["hotline-12345"]
+    lines = (flows / "hotline-12345.yaml").read_text(encoding="utf-8").splitlines()
+    option_line = lines.index("      3: help") + 1
+    library.start(interval=0.02)
+    try:
+        with caplog.at_level(logging.ERROR, logger="telephony.ivr.reload"):
+            edit(flows / "hotline-12345.yaml", "      3: help\n", "      3: helpp\n")
+            async with asyncio.timeout(5):
+                while not errors:
+                    await asyncio.sleep(0.01)
+    finally:
+        await library.stop()
+    ((path, diags),) = errors
+    assert path.endswith("hotline-12345.yaml") and diags[0].line == option_line
+    assert "unknown node 'helpp'" in diags[0].message
+    assert library.current.flows["hotline-12345"] is before  # the old version serves
+    record = next(r for r in caplog.records if r.getMessage().startswith("ivr flow rejected"))
+    assert f"{path}:{option_line}: unknown node 'helpp'" in record.getMessage()
+
+
+async def test_a_sync_reload_during_an_async_one_is_not_undone(
+    flows: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import telephony.ivr.reload as reload_module
+
+    real_load = reload_module.load_folder
+    gate = threading.Event()
+
+    def gated_load(root: Path, extra: tuple[str, ...] = ()) -> Any:
+        result = real_load(root, extra)  # the content as it was
+        if threading.current_thread() is not threading.main_thread():
+            gate.wait(5)
+        return result
+
+    library = FlowLibrary(flows)
+    library.reload()
+    version = library.current.flows["hotline-12345"].version
+    monkeypatch.setattr(reload_module, "load_folder", gated_load)
+    pending = asyncio.create_task(library.reload_async())
+    await asyncio.sleep(0.05)  # the thread has read the old content
+    edit(flows / "hotline-12345.yaml", HELP, "    group: help\n    priority: 7\n")
+    library.reload()  # on the loop, meanwhile
+    swapped = library.current.flows["hotline-12345"]
+    assert swapped.version != version
+    gate.set()
+    await pending
+    assert library.current.flows["hotline-12345"].version == swapped.version  # not reverted
