@@ -1,15 +1,48 @@
-"""Structured logging: one JSON object per line, with whatever ``extra`` fields a caller adds."""
+"""Structured logging: one JSON object per line, with whatever ``extra`` fields a caller adds.
+
+Theory of operation
+-------------------
+The event loop that serves calls must never wait for stderr (a slow pipe,
+journald or a terminal on pause would stall every call). So the root logger
+has one :class:`DroppingQueueHandler`: on the caller's thread it formats the
+record as its JSON line (cheap, and the values are those of the moment it
+was logged) and puts it on a bounded queue without waiting; a
+:class:`logging.handlers.QueueListener` thread (``log-writer``) writes the
+lines to stderr.
+
+Policy when the queue is full (``queue_size`` lines, 10,000 by default: the
+writer is stuck or far behind): the line is dropped and counted
+(:attr:`DroppingQueueHandler.dropped`, the hook of :func:`on_dropped`, the
+metric ``telephony_log_lines_dropped_total``), and once the queue has room
+again a ``log lines dropped`` line says how many were lost. Logging never
+blocks the loop; losing log lines under such pressure is the lesser harm.
+
+Lifecycle: :func:`configure_logging` starts the writer (stopping a previous
+one first); :func:`stop_logging` writes everything still queued, stops the
+thread and leaves a plain synchronous handler in place, so that whatever is
+logged afterwards (at interpreter exit) still appears. It runs at exit
+(``atexit``) and, when logging is configured inside a ``click`` command, when
+that command's context closes (so a command's log lines are all written
+before it returns, which ``CliRunner`` tests rely on).
+"""
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import logging
 import sys
 import time
-from typing import Any
+from collections.abc import Callable
+from logging.handlers import QueueHandler, QueueListener
+from queue import Full, Queue
+from typing import IO, Any
 
 import orjson
 
 _STANDARD = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
+
+DEFAULT_QUEUE_SIZE = 10_000
 
 
 class JsonFormatter(logging.Formatter):
@@ -31,10 +64,138 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(out, default=str).decode()
 
 
-def configure_logging(level: str = "INFO") -> None:
-    """Send JSON log lines to stderr at ``level``."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
+class _Preformatted(logging.Formatter):
+    """The writer's side: the record's message already is its whole line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return str(record.msg)
+
+
+class DroppingQueueHandler(QueueHandler):
+    """Format on the caller's thread, queue without waiting; a full queue drops and counts."""
+
+    def __init__(self, target: Queue[Any]) -> None:
+        super().__init__(target)
+        self.lines = target
+        self.setFormatter(JsonFormatter())
+        self.dropped = 0
+        self._unreported = 0
+
+    def enqueue(self, record: logging.LogRecord) -> None:
+        if self._unreported:
+            self._report_drops()
+        try:
+            self.lines.put_nowait(record)
+        except Full:
+            self.dropped += 1
+            self._unreported += 1
+            hook = _drop_hook
+            if hook is not None:
+                with contextlib.suppress(Exception):  # a metrics hook never breaks logging
+                    hook()
+
+    def _report_drops(self) -> None:
+        note = logging.makeLogRecord(
+            {
+                "name": __name__,
+                "levelno": logging.WARNING,
+                "levelname": "WARNING",
+                "msg": "log lines dropped",
+                "dropped": self._unreported,
+                "dropped_total": self.dropped,
+            }
+        )
+        try:
+            self.lines.put_nowait(self.prepare(note))
+        except Full:
+            return
+        self._unreported = 0
+
+
+class _Listener(QueueListener):
+    def __init__(self, lines: Queue[Any], target: logging.Handler) -> None:
+        super().__init__(lines, target)
+        self.lines = lines
+
+    def enqueue_sentinel(self) -> None:
+        # The queue may be full (that is when lines are dropped): wait for room, briefly.
+        with contextlib.suppress(Full):
+            self.lines.put(None, timeout=5.0)  # QueueListener's sentinel
+
+
+_listener: _Listener | None = None
+_handler: DroppingQueueHandler | None = None
+_target: logging.Handler | None = None
+_drop_hook: Callable[[], None] | None = None
+_atexit_registered = False
+
+
+def on_dropped(hook: Callable[[], None] | None) -> None:
+    """Call ``hook`` for every log line dropped (``serve`` counts them in a metric)."""
+    global _drop_hook
+    _drop_hook = hook
+
+
+def configure_logging(
+    level: str = "INFO",
+    *,
+    queue_size: int = DEFAULT_QUEUE_SIZE,
+    stream: IO[str] | None = None,
+) -> DroppingQueueHandler:
+    """Send JSON log lines to ``stream`` (stderr) at ``level``, through the writer thread."""
+    global _listener, _handler, _target, _atexit_registered
+    stop_logging()
+    target = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    target.setFormatter(_Preformatted())
+    lines: Queue[Any] = Queue(maxsize=queue_size)
+    handler = DroppingQueueHandler(lines)
+    listener = _Listener(lines, target)
+    listener.start()
+    listener._thread.name = "log-writer"  # type: ignore[union-attr]
+    _listener, _handler, _target = listener, handler, target
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    if not _atexit_registered:
+        atexit.register(stop_logging)
+        _atexit_registered = True
+    _stop_with_click_command()
+    return handler
+
+
+def stop_logging() -> None:
+    """Write every queued line, stop the writer thread; later lines are written directly."""
+    global _listener, _handler, _target
+    listener, handler, target = _listener, _handler, _target
+    _listener = _handler = _target = None
+    if listener is None:
+        return
+    root = logging.getLogger()
+    if handler is not None and target is not None and handler in root.handlers:
+        root.handlers[root.handlers.index(handler)] = _Synchronous(target)
+    listener.stop()
+    if target is not None:
+        target.flush()
+
+
+class _Synchronous(logging.Handler):
+    """After :func:`stop_logging`: format as JSON and write at once, on the caller's thread."""
+
+    def __init__(self, target: logging.Handler) -> None:
+        super().__init__()
+        self.setFormatter(JsonFormatter())
+        self.target = target
+
+    def emit(self, record: logging.LogRecord) -> None:
+        line = logging.makeLogRecord({"msg": self.format(record), "levelno": record.levelno})
+        self.target.handle(line)
+
+
+def _stop_with_click_command() -> None:
+    try:
+        import click
+    except ImportError:  # pragma: no cover - click is a dependency
+        return
+    context = click.get_current_context(silent=True)
+    if context is not None:
+        context.call_on_close(stop_logging)
