@@ -13,7 +13,8 @@ what events show. What the simulator needs to decide what happens next is the
 ``DIALPLAN``   running dialplan applications (set, answer, ...)
 ``PARKED``     inside the ``park`` application; queued ``sendmsg`` apps run nested
 ``BRIDGED``    in a ``uuid_bridge``; queued apps still run (inside the bridge)
-``REPARKED``   app-less park after a bridge (``park_after_bridge``), ``CS_PARK``
+``REPARKED``   app-less park in ``CS_PARK``: after a bridge (``park_after_bridge``), or
+               ``uuid_park``
 ``APP``        running a one-shot originate application (``&eavesdrop(...)``)
 ``HUNGUP``     hung up; only the hangup bookkeeping events remain
 =============  =================================================================

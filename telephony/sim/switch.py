@@ -8,7 +8,9 @@ statements here (it follows the real traces in ``../shared/freeswitch``):
 
 * inbound leg (``sim call``): CREATE, the dialplan's EXECUTE/EXECUTE_COMPLETE pairs,
   EXECUTE park, CHANNEL_PARK (Call-State RINGING). Queued ``sendmsg`` apps then run
-  nested inside park (one worker task per channel, one app at a time).
+  nested inside park (one worker task per channel, one app at a time). The park
+  loop's timer (``park_timeout``) is tested only while no app runs (see "the park
+  loop" below and README).
 * ``uuid_bridge A B``: EXECUTE_COMPLETE park of both, pseudo EXECUTE ``uuid_bridge``
   on both (no Application-UUID), one CHANNEL_BRIDGE on A only.
 * hangup: CHANNEL_HANGUP at once; then (in a task) the running app ends and sends its
@@ -888,6 +890,8 @@ class Switch:
         if ch.limbo:
             self._unpark(ch)
             return
+        if ch.unready:
+            return  # a state change is pending: the loop leaves without testing the timer
         for digit in ch.dtmf_buffer:
             self.fire_dtmf(ch, digit)  # left queued: the loop dequeues and drops them
         ch.dtmf_buffer.clear()
@@ -997,8 +1001,33 @@ class Switch:
 
     # ---------------------------------------------------------------- bridge
 
+    def stop_apps_then(self, legs: Iterable[Channel], then: Callable[[], None]) -> None:
+        """A state change is pending (uuid_bridge, uuid_transfer): the channel is not
+        ready, so a nested app running now stops first (playback: PLAYBACK ERROR) and
+        the apps still queued run out, failing fast; then ``then``. At once if idle."""
+        busy = [
+            ch for ch in legs if self.app_running(ch) and ch.worker is not asyncio.current_task()
+        ]
+        if not busy:
+            then()
+            return
+        workers = {ch.worker for ch in busy if ch.worker is not None}
+        for ch in busy:
+            ch.unready = True
+            self._park_cancel(ch)
+            ch.wake.set()
+
+        async def wait_then() -> None:
+            await asyncio.wait(workers)
+            then()
+
+        self.spawn(wait_then(), name="after-apps")
+
     def bridge(self, a: Channel, b: Channel) -> None:
         """``uuid_bridge A B`` (call after the api reply has been sent)."""
+        self.stop_apps_then((a, b), lambda: self._bridge_now(a, b))
+
+    def _bridge_now(self, a: Channel, b: Channel) -> None:
         if not (a.is_up and b.is_up):
             return
         now = self.now_us()
@@ -1338,8 +1367,16 @@ class Switch:
                 self.spawn(self._transfer_after_kill(ch, partner, dest, dialplan, context, now))
                 return
         else:
-            self.leave_park(ch)
-            self._retarget(ch, dest, dialplan, context, now)
+
+            def leave() -> None:
+                if not ch.is_up:
+                    return
+                self.leave_park(ch)
+                self._retarget(ch, dest, dialplan, context, now)
+                self._route(ch)
+
+            self.stop_apps_then((ch,), leave)
+            return
         for leg in legs:
             self._route(leg)
 

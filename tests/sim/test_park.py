@@ -328,3 +328,39 @@ async def test_local_stream_ms_ends_the_hold_music(client: RawClient) -> None:
     assert 1.9 <= ts(stop) - ts(start_ev) <= 2.5
     hangup = await client.wait_event("CHANNEL_HANGUP", a)
     assert hangup.h["Hangup-Cause"] == "NORMAL_TEMPORARY_FAILURE"
+
+
+async def test_uuid_bridge_while_the_music_plays_stops_it_first(client: RawClient) -> None:
+    """uuid_bridge makes a state change pending: the channel is not ready, the playback
+    stops (PLAYBACK ERROR), the park loop leaves, then the bridge events."""
+    await client.api("sim phone 1001 answer_after_ms=100")
+    a = await parked_call(client)
+    await music(client, a, "moh-a")
+    b = await agent_leg(client, caller=a)
+    assert await client.api(f"uuid_bridge {a} {b}") == f"+OK {b}\n"
+    await client.wait_event("CHANNEL_BRIDGE", a)
+    tail = [(e.name, e.h.get("Application", "")) for e in client.events(a)][-5:]
+    assert tail == [
+        ("PLAYBACK_STOP", ""),
+        ("CHANNEL_EXECUTE_COMPLETE", "playback"),
+        ("CHANNEL_EXECUTE_COMPLETE", "park"),
+        ("CHANNEL_EXECUTE", "uuid_bridge"),
+        ("CHANNEL_BRIDGE", ""),
+    ]
+    done = completion(client, a, "moh-a")
+    assert done is not None and done.h["Application-Response"] == "PLAYBACK ERROR"
+    # Inside the bridge the channel is ready again: a playback plays.
+    played = await execute(client, a, "playback", "silence_stream://100")
+    assert played.h["Application-Response"] == "FILE PLAYED"
+
+
+async def test_uuid_transfer_while_the_music_plays_stops_it_first(client: RawClient) -> None:
+    a = await parked_call(client)
+    await music(client, a, "moh-a")
+    assert await client.api(f"uuid_transfer {a} 9998 XML default") == "+OK\n"
+    await client.wait_event("CHANNEL_PARK", a, n=2)
+    done = completion(client, a, "moh-a")
+    assert done is not None and done.h["Application-Response"] == "PLAYBACK ERROR"
+    parks = [e for e in client.events(a) if e.h.get("Application") == "park"]
+    assert parks[1].name == "CHANNEL_EXECUTE_COMPLETE"
+    assert parks[1].h["Application-Response"] == "PLAYBACK ERROR"
