@@ -54,3 +54,32 @@ async def test_bad_numbers_and_unauthenticated_calls_are_refused(
     assert bad.status_code == 422 and "number" in bad.text
     assert (await client.get("/v1/blocked-numbers")).status_code == 401
     assert (await client.get("/v1/blocked-numbers", headers=agent)).status_code == 403
+
+
+async def test_an_agent_reposting_a_blocked_number_changes_neither_reason_nor_author(
+    client: httpx.AsyncClient, tokens: Tokens, admin: dict[str, str], services: Services
+) -> None:
+    agent = await _agent(client, tokens, admin)
+    first = {"number": "13900000666", "reason": "fraud ring, reported by police"}
+    assert (await client.post("/v1/blocked-numbers", json=first, headers=admin)).status_code == 201
+
+    again = {"number": "13900000666", "reason": "rude"}
+    reply = await client.post("/v1/blocked-numbers", json=again, headers=agent)
+    assert reply.status_code == 200, reply.text
+    assert (reply.json()["reason"], reply.json()["created_by"]) == (first["reason"], "root")
+    listed = (await client.get("/v1/blocked-numbers", headers=admin)).json()["numbers"]
+    assert [(n["reason"], n["created_by"]) for n in listed] == [(first["reason"], "root")]
+
+    # A supervisor (who may unblock and block again anyway) may restate the reason.
+    boss = await tokens.headers("wang", Role.SUPERVISOR, area="east")
+    restated = {"number": "13900000666", "reason": "fraud ring (case 42)"}
+    reply = await client.post("/v1/blocked-numbers", json=restated, headers=boss)
+    assert reply.status_code == 200
+    assert (reply.json()["reason"], reply.json()["created_by"]) == (restated["reason"], "wang")
+    unchanged = await client.post(
+        "/v1/blocked-numbers", json={"number": "13900000666"}, headers=boss
+    )
+    assert unchanged.json()["reason"] == restated["reason"]  # no reason sent: kept
+    async with services.database.connect() as connection:
+        actions = (await connection.scalars(text("select action from audit_log order by at"))).all()
+    assert actions[-2:] == ["blocked_number.add", "blocked_number.update"]

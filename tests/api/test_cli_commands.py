@@ -74,6 +74,22 @@ async def _add_agent(database: Database) -> None:
 
 @pytest.mark.usefixtures("restore_logging")
 @pytest.mark.parametrize(
+    ("name", "message"),
+    [("n" * 129, "at most 128 characters"), ("li\nna", "control"), (" ", "blank")],
+)
+def test_users_create_refuses_names_the_table_cannot_hold(
+    database: Database, tmp_path: Path, name: str, message: str
+) -> None:
+    result = CliRunner().invoke(
+        main, ["users", "create", name, "--role", "admin"], env=_env(database, tmp_path)
+    )
+    assert result.exit_code == 1
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.usefixtures("restore_logging")
+@pytest.mark.parametrize(
     ("args", "message"),
     [
         (["--role", "agent"], "needs --agent"),
@@ -85,6 +101,8 @@ async def _add_agent(database: Database) -> None:
             ["--role", "supervisor", "--area", ",".join(f"area{i}" for i in range(20))],
             "at most 64 characters",
         ),
+        (["--role", "supervisor", "--area", "east\x00"], "control characters"),
+        (["--role", "agent", "--agent", "a" * 65], "at most 64 characters"),
     ],
 )
 def test_users_create_refuses_bad_combinations(
@@ -130,7 +148,7 @@ def test_db_upgrade_logs_its_progress(database: Database, tmp_path: Path) -> Non
                 "--config",
             ],
         ),
-        (["users", "--help"], ["create", "supervisor", "auditor"]),
+        (["users", "--help"], ["create", "revoke", "supervisor", "auditor"]),
         (["users", "create", "--help"], ["--role", "--area", "--agent", "once"]),
         (["db", "--help"], ["upgrade"]),
         (["db", "upgrade", "--help"], ["migrations"]),
