@@ -6,12 +6,13 @@ import asyncio
 import shutil
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
 
 from telephony.esl.messages import Event
-from telephony.esl.transport import EventStream
+from telephony.esl.transport import Backoff, EventStream
 from tests.calls.conftest import Rig, start_controller
 
 REPO = Path(__file__).resolve().parents[2]
@@ -232,3 +233,119 @@ async def test_menu_timeouts_fall_back_to_the_general_queue(ivr_rig: tuple[Rig, 
     cdr = await rig.wait_for(lambda: rig.ended_cdr(call_uuid), timeout=20)
     assert cdr["skill_group_id"] == "general"
     assert cdr["outcome"] == "abandoned_in_queue"
+
+
+async def test_a_restart_keeps_the_keys_the_priority_and_the_survey(
+    ivr_rig: tuple[Rig, Path],
+) -> None:
+    rig, flows = ivr_rig
+    await rig.add_agent("a1", "1001", consult=1)
+    await rig.sim_api("phone", "1001", "answer_after_ms=500")
+    stream = rig.esl.events()
+    call_uuid = await rig.call("13800138101")
+    await _event(stream, _prompt_started(call_uuid, "menu_main.wav"))
+    await rig.sim_api("dtmf", call_uuid, "1")  # consult, priority 2
+
+    async def queued() -> bool:
+        call = rig.controller.calls.calls.get(call_uuid)
+        return call is not None and call.state.value == "queued"
+
+    await rig.wait_for(queued)
+    await rig.buffer.flushed()
+    await rig.controller.crash()
+    rig.controller = await start_controller(rig.sim_port, rig.db, rig.recordings, flows)
+    stream = rig.esl.events()
+    rig.roster.get("a1").skills = {"consult": 1}  # the rig's agent rows carry no skills
+    rig.sign_in("a1")
+
+    async def connected() -> str | None:
+        call = rig.controller.calls.calls.get(call_uuid)
+        return call.agent_leg if call is not None and call.state.value == "connected" else None
+
+    agent_leg = await rig.wait_for(connected)
+    call = rig.controller.calls.calls[call_uuid]
+    assert (call.skill_group, call.priority, call.ivr_keys) == ("consult", 2, "1")
+    await rig.sim_api("hangup", agent_leg)
+    await _event(stream, _prompt_started(call_uuid, "survey.wav"))
+    await rig.sim_api("dtmf", call_uuid, "4")
+    cdr = await rig.wait_for(lambda: rig.ended_cdr(call_uuid))
+    assert (cdr["ivr_path"], cdr["survey_score"], cdr["outcome"]) == ("1", 4, "answered")
+
+
+async def test_connection_lost_with_20_calls_up_and_half_hung_up_meanwhile(
+    ivr_rig: tuple[Rig, Path],
+) -> None:
+    """Calls in the IVR, queued, ringing and bridged; the ESL connection drops; ten
+    citizens hang up while it is down (their HANGUP_COMPLETEs are lost): after the
+    reconnect no ghost call, no agent held in a call or made busy by the outage, and
+    every CDR is closed once."""
+    rig, _ = ivr_rig
+    engine = rig.controller.calls
+    for n, answer_ms in enumerate((300, 300, 300, 300, 3000, 3000), 1):
+        await rig.add_agent(f"a{n}", f"10{n:02d}")
+        await rig.sim_api("phone", f"10{n:02d}", f"answer_after_ms={answer_ms}")
+        rig.sign_in(f"a{n}")
+    calls = []
+    for n in range(20):
+        options = ["dtmf=0", "dtmf_delay_ms=300"] if n % 3 else []  # a third stay in the IVR
+        calls.append(await rig.call(f"1380013{n:04d}", *options))
+        await asyncio.sleep(0.01)
+
+    def states() -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for call in engine.calls.values():
+            counts[call.state.value] = counts.get(call.state.value, 0) + 1
+        return counts
+
+    async def spread() -> bool:
+        s = states()
+        return all(s.get(k, 0) >= 1 for k in ("ivr", "queued", "connected"))
+
+    await rig.wait_for(spread)
+    before = states()
+    rig.esl.backoff = Backoff(initial=2.0, jitter=0.0)  # a 2 s outage
+    assert rig.sim.drop_connections() >= 1
+    for uuid in calls[::2]:  # half of the citizens hang up during the outage
+        channel = rig.sim.switch.get(uuid)
+        if channel is not None:
+            rig.sim.switch.hangup(channel, "NORMAL_CLEARING", "recv_bye")
+    await asyncio.sleep(0.3)
+    assert not rig.esl.connected
+
+    async def reconciled() -> bool:
+        live = {u for u in calls if rig.sim.switch.get(u) is not None}
+        return rig.esl.connected and engine.adopted_once and set(engine.calls) == live
+
+    await rig.wait_for(reconciled, timeout=20)
+    await asyncio.sleep(0.5)
+    live = {u for u in calls if rig.sim.switch.get(u) is not None}
+    assert set(engine.calls) == live, before
+    talking = {c.agent_id for c in engine.calls.values() if c.agent_id}
+    offered = {c.offered_agent for c in engine.calls.values() if c.offered_agent}
+    for agent in rig.roster.agents.values():
+        assert agent.reason != "no answer", agent
+        if agent.state.value == "in_call":
+            assert agent.id in talking, agent
+        if agent.state.value == "ringing":
+            assert agent.id in offered, agent
+
+    for uuid in live:  # the rest hang up now
+        channel = rig.sim.switch.get(uuid)
+        if channel is not None:
+            rig.sim.switch.hangup(channel, "NORMAL_CLEARING", "recv_bye")
+
+    async def all_closed() -> list[Any]:
+        rows = await rig.fetch(
+            "select uuid, outcome, hung_up_by from calls where ended_at is not null"
+            " and outcome is not null"
+        )
+        return rows if len(rows) == len(calls) else []
+
+    rows = await rig.wait_for(all_closed, timeout=20)
+    assert {str(r["uuid"]) for r in rows} == set(calls)
+    ended = await rig.fetch(
+        "select call_uuid, count(*) as n from call_events where kind = 'ended' group by call_uuid"
+    )
+    assert {str(r["call_uuid"]): r["n"] for r in ended} == {u: 1 for u in calls}
+    unseen = [r for r in rows if r["hung_up_by"] == "unknown"]
+    assert len(unseen) == len(calls[::2])  # the ten who left during the outage
