@@ -219,3 +219,21 @@ async def test_agents_left_mid_call_by_a_crash_are_released_at_restart(rig: Rig)
         return all(rig.roster.get(a).state.value == "available" for a in ("a1", "a2"))
 
     await rig.wait_for(released)
+
+
+async def test_a_caller_id_too_long_for_its_column_and_a_gbk_name_lose_no_record(
+    rig: Rig,
+) -> None:
+    await rig.add_agent("a1", "1001")
+    rig.sign_in("a1")
+    await rig.sim_api("phone", "1001", "answer_after_ms=500")
+    number = "138" + "9" * 90  # longer than the CDR's 64-character column
+    # 李娜 in GBK: raw bytes in the event, invalid UTF-8 (JSON and plain alike)
+    call_uuid = await rig.call(number, "hangup_after_s=5", "name_hex=c0eec4c8")
+    cdr = await rig.wait_for(lambda: rig.ended_cdr(call_uuid), timeout=20)
+    assert cdr["outcome"] == "answered"
+    assert cdr["caller"] == number[:64]
+    legs = await rig.fetch(
+        "select role from call_legs where call_uuid = cast(:u as uuid)", u=call_uuid
+    )
+    assert sorted(r["role"] for r in legs) == ["agent", "caller"]
