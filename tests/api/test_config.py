@@ -72,3 +72,16 @@ def test_invalid_settings_name_the_setting(tmp_path: Path, content: str, message
     file.write_text(content)
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         Settings.load(file)
+
+
+def test_api_limits_and_the_token_cache_are_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    defaults = Settings.load()
+    assert defaults.api_max_body_bytes == 1024 * 1024
+    assert (defaults.auth_revalidate_seconds, defaults.auth_cache_ttl_seconds) == (30.0, 3600.0)
+    monkeypatch.setenv("TELEPHONY_API_MAX_BODY_BYTES", "65536")
+    monkeypatch.setenv("TELEPHONY_AUTH_REVALIDATE_SECONDS", "5")
+    settings = Settings.load()
+    assert (settings.api_max_body_bytes, settings.auth_revalidate_seconds) == (65536, 5.0)
+    monkeypatch.setenv("TELEPHONY_API_MAX_BODY_BYTES", "10")
+    with pytest.raises(ConfigError, match="TELEPHONY_API_MAX_BODY_BYTES"):
+        Settings.load()
