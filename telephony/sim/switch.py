@@ -1027,8 +1027,20 @@ class Switch:
         """``uuid_bridge A B`` (call after the api reply has been sent)."""
         self.stop_apps_then((a, b), lambda: self._bridge_now(a, b))
 
+    def ready_again(self, ch: Channel) -> None:
+        """The pending state change did not happen (a leg of the bridge went away): the
+        park loop goes on."""
+        if not ch.is_up or not ch.unready or ch.limbo or ch.repark_pending:
+            return
+        ch.unready = False
+        if ch.in_park_loop:
+            self._park_arm(ch, FRAME_S)
+        self.kick(ch)
+
     def _bridge_now(self, a: Channel, b: Channel) -> None:
         if not (a.is_up and b.is_up):
+            self.ready_again(a)
+            self.ready_again(b)
             return
         now = self.now_us()
         for ch in (a, b):

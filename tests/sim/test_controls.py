@@ -141,6 +141,7 @@ async def test_drop_connections_closes_every_client_and_keeps_the_calls(
 async def test_hung_up_channels_in_show_and_uuid_dump(client: RawClient) -> None:
     """uuid_dump refuses a hung-up channel at once (switch_core_session_locate); the core
     database row lingers past CHANNEL_DESTROY with its last state and call state."""
+    assert await client.api("sim set linger_ms 10000") == "+OK\n"  # 0.2 s real
     a = await parked_call(client)
     await execute(client, a, "answer")
     await client.api(f"uuid_kill {a}")
@@ -153,7 +154,7 @@ async def test_hung_up_channels_in_show_and_uuid_dump(client: RawClient) -> None
     rows = orjson.loads(await client.api("show channels as json"))["rows"]
     row = next(r for r in rows if r["uuid"] == a)
     assert row["state"] == "CS_EXECUTE" and row["callstate"] == "ACTIVE"
-    await asyncio.sleep(1.0 / TIME_SCALE)  # 1 s later: gone (linger_ms 500)
+    await asyncio.sleep(11.0 / TIME_SCALE)  # gone linger_ms after CHANNEL_DESTROY
     assert await client.api("show channels as json") == '{"row_count": 0}\n'
 
 
