@@ -44,7 +44,7 @@ from telephony.acd.agent_state import AgentEvent, AgentState
 from telephony.calls.core import EngineCore
 from telephony.calls.leg import Leg, LegState
 from telephony.calls.model import Call, CallState
-from telephony.calls.values import clean
+from telephony.calls.values import clean, is_uuid
 from telephony.esl.port import EslError
 
 log = logging.getLogger(__name__)
@@ -162,7 +162,7 @@ async def adopt_node(core: EngineCore) -> bool:
             callers.append((row, dump))
     adopted = 0
     for row, dump in callers:
-        if dump["Unique-ID"] in core.calls:
+        if dump.get("Unique-ID") in core.calls or not is_uuid(dump.get("Unique-ID", "")):
             continue  # its CHANNEL_PARK came during the dumps: the engine has it
         _adopt_caller(core, row, dump, agent_legs)
         adopted += 1
@@ -182,7 +182,7 @@ def _adopt_caller(
     priority = dump.get("variable_tel_priority")
     call = Call(
         uuid=uuid,
-        node=core.port.node,
+        node=clean(core.port.node, 64),
         hotline=clean(dump["variable_hotline"], 32),
         caller=clean(dump.get("Caller-Caller-ID-Number", ""), 64),
         arrived_at=_float(dump.get("variable_tel_arrived_at")) or core.clock(),

@@ -107,7 +107,8 @@ class AgentLegs:
         core = self.core
         core.agent_legs.pop(leg, None)
         self._cancel_bridge_timer(call.uuid)
-        core.leg(call, leg, LegInput.HANGUP, hangup_cause=clean_or_none(cause, 64))
+        cause = clean_or_none(cause, 64) or "UNKNOWN"
+        core.leg(call, leg, LegInput.HANGUP, hangup_cause=cause)
         core.spawn(core.kill(leg), f"kill {leg}")  # a leg still ringing must not linger
         cancelled = call.state is not CallState.OFFERING or call.offer_leg != leg
         missed = agent_missed and not cancelled

@@ -26,7 +26,7 @@ from telephony.calls.core import EngineCore
 from telephony.calls.flows import FlowOutcome
 from telephony.calls.leg import LegInput
 from telephony.calls.model import Call, CallInput, CallState, Outcome
-from telephony.calls.values import clean
+from telephony.calls.values import clean, is_uuid
 from telephony.esl import commands
 from telephony.esl.messages import Event
 from telephony.esl.port import EslChannelGone, EslError
@@ -49,6 +49,9 @@ class Intake:
         uid = event.unique_id
         if not uid or uid in core.agent_legs:
             return  # our agent leg parking after it answered
+        if not is_uuid(uid):
+            log.warning("park of a channel whose Unique-ID is no uuid", extra={"uuid": uid[:64]})
+            return
         call = core.calls.get(uid)
         if call is not None:
             if call.state is CallState.CONNECTED:
@@ -66,7 +69,7 @@ class Intake:
             return
         call = Call(
             uuid=uid,
-            node=core.port.node,
+            node=clean(core.port.node, 64),
             hotline=clean(hotline, _HOTLINE_MAX),
             caller=clean(event.get("Caller-Caller-ID-Number") or "", _CALLER_MAX),
             arrived_at=core.clock(),

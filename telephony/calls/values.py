@@ -8,6 +8,7 @@ CDR is a lost call; so every such value is cleaned where it enters the domain.
 from __future__ import annotations
 
 import unicodedata
+import uuid
 
 
 def clean(value: str | None, limit: int) -> str:
@@ -21,3 +22,12 @@ def clean(value: str | None, limit: int) -> str:
 def clean_or_none(value: str | None, limit: int) -> str | None:
     """As :func:`clean`, with None (or nothing left) as None."""
     return clean(value, limit) or None
+
+
+def is_uuid(value: str) -> bool:
+    """Whether ``value`` is a uuid (rows are keyed by the channels' uuids)."""
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
