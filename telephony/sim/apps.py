@@ -371,7 +371,7 @@ async def _bridge(sw: Switch, ch: Channel, arg: str) -> str:
     ch.in_park_loop = False
     sw.bridge(ch, leg)
     ch.park, ch.in_park_loop, ch.park_expires = park, in_park, expires
-    while ch.is_up and ch.partner is leg:
+    while ch.is_up and ch.partner is leg and not ch.unready:
         await sw.wait(ch, None, wake=True)
     return "_none_"
 
