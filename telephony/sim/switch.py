@@ -791,19 +791,8 @@ class Switch:
         if not self._park_expired(ch):
             self._park_arm(ch, 0.0)  # the timer woke a moment early
             return
-        target = ch.var("park_timeout_transfer")  # simulator-only (see README)
-        log.info("park timeout", extra={"uuid": ch.uuid, "transfer": target or ""})
-        if target:
-            parts = target.split()
-            self.transfer(
-                ch,
-                parts[0],
-                parts[1] if len(parts) > 1 else "XML",
-                parts[2] if len(parts) > 2 else ch.profile.context,
-                both=False,
-            )
-        else:
-            self.hangup(ch, ch.park_cause, "send_bye")
+        log.info("park timeout", extra={"uuid": ch.uuid})
+        self.hangup(ch, ch.park_cause, "send_bye")
 
     def _unpark(self, ch: Channel) -> None:
         """switch_ivr_park returns: CHANNEL_UNPARK (if its loop was running)."""
