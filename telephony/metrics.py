@@ -113,6 +113,13 @@ class Metrics:
             "Log lines dropped because the log writer thread fell behind (its queue was full)",
             registry=r,
         )
+        self.recordings_failed = Counter(
+            "telephony_recordings_failed",
+            "Calls and voice messages with no recording: start_failed (the switch refused "
+            "uuid_record), no_audio (no file or an empty one at RECORD_STOP), voicemail_failed",
+            ["node", "reason"],
+            registry=r,
+        )
         self.agents = Gauge(
             "telephony_agents",
             "Agents by state (logged_out, available, busy, ringing, in_call, wrap_up)",

@@ -30,6 +30,7 @@ FreeSWITCH replays nothing, so on every connect the engine does three things:
    calls get their music back, and agents the stored state shows ringing, in
    a call or in wrap-up whom no call on any node needs are released, once
    every node has been adopted (an agent talking on another node is not).
+   Then the engine's connect hooks run (the recording probe).
 """
 
 from __future__ import annotations
@@ -104,6 +105,11 @@ async def on_connect(core: EngineCore) -> None:
     release_stale_agents(core)
     for peer in core.peers():
         peer.route()
+    for hook in core.connect_hooks:
+        try:
+            await hook()
+        except Exception:
+            log.exception("connect hook failed", extra={"node": core.port.node})
 
 
 async def reconcile(core: EngineCore) -> bool:
@@ -214,6 +220,7 @@ def _adopt_caller(
         if recording:
             call.recording_id = recording
             call.recording_path = str(core.settings.recordings_dir / f"{uuid}.wav")
+            call.recording_started_at = call.agent_answered_at
         core.adopt(call)
         core.agent_legs[leg] = uuid
         if agent_id in core.roster.agents:

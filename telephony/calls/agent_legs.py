@@ -29,7 +29,7 @@ from telephony.acd.agent_state import Agent, AgentEvent, AgentState
 from telephony.calls import records
 from telephony.calls.core import EngineCore
 from telephony.calls.leg import Leg, LegInput
-from telephony.calls.model import Call, CallInput, CallState
+from telephony.calls.model import Call, CallInput, CallState, Outcome
 from telephony.calls.values import clean_or_none
 from telephony.esl import commands
 from telephony.esl.messages import Event
@@ -207,39 +207,94 @@ class AgentLegs:
     # -- recording ---------------------------------------------------------------------------
 
     async def _record(self, call: Call) -> None:
-        """Record the whole conversation to ``<recordings>/<call uuid>.wav``."""
+        """Record the whole conversation to ``<recordings>/<call uuid>.wav``.
+
+        The recording is claimed (its row, the CDR's ``recording_id``) only at
+        RECORD_STOP, when the file exists with audio; a recording that did not
+        start or has no audio is counted, logged and written to the CDR as
+        ``recording_failed`` with the switch's reason.
+        """
         core = self.core
         call.recording_id = str(uuidlib.uuid4())
         call.recording_path = str(core.settings.recordings_dir / f"{call.uuid}.wav")
+        call.recording_started_at = core.clock()
         try:
             await core.port.api("uuid_record", call.uuid, "start", call.recording_path)
         except EslError as exc:
-            log.error("recording did not start", extra={"call": call.uuid, "error": str(exc)})
+            reason = getattr(exc, "reply", None) or str(exc)
             call.recording_id = call.recording_path = None
-            return
-        core.buffer.put(records.recording(call, started_at=core.clock()))
+            self._recording_failed(call, "start_failed", reason)
+
+    def _recording_failed(self, call: Call, kind: str, reason: str) -> None:
+        core = self.core
+        call.recording_failed = clean_or_none(reason, 128) or kind
+        core.metrics.recordings_failed.labels(core.port.node, kind).inc()
+        log.error(
+            "call not recorded", extra={"call": call.uuid, "why": kind, "reason": reason}
+        )
+        core.buffer.put(records.timeline(call, "recording_failed", core.clock(), reason=reason))
+        core.buffer.put(records.cdr(call))
+
+    def on_record_start(self, event: Event) -> None:
+        """A recording started on a caller's leg in the IVR: the citizen's voice message."""
+        call = self.core.calls.get(event.unique_id or "")
+        if call is not None and call.state is CallState.IVR:
+            call.voicemail_path = clean_or_none(event.get("Record-File-Path"), 255)
+            call.ivr_outcome = Outcome.VOICEMAIL
 
     def on_record_stop(self, event: Event) -> None:
         call = self.core.calls.get(event.unique_id or "")
-        if call is None or call.recording_id is None:
+        if call is None:
             return
-        seconds = event.variable("record_seconds")
-        self.core.spawn(
-            self._store_recording(call, seconds, self.core.clock()), f"recorded {call.uuid}"
-        )
+        path = event.get("Record-File-Path") or ""
+        ms = event.variable("record_ms")
+        seconds = _number(ms) / 1000 if ms else _number(event.variable("record_seconds"))
+        if call.voicemail_path and path == call.voicemail_path:
+            self.core.spawn(self._check_voicemail(call, path, seconds), f"message {call.uuid}")
+        elif call.recording_id is not None and path == call.recording_path:
+            self.core.spawn(
+                self._claim_recording(call, path, seconds, self.core.clock()),
+                f"recorded {call.uuid}",
+            )
 
-    async def _store_recording(self, call: Call, seconds: str | None, ended_at: float) -> None:
+    async def _claim_recording(
+        self, call: Call, path: str, seconds: float, ended_at: float
+    ) -> None:
         # The recordings folder may be on NFS: stat() off the loop.
-        size = await asyncio.to_thread(_size, Path(call.recording_path or ""))
+        size = await asyncio.to_thread(_size, Path(path))
+        if not size or size <= _WAV_HEADER or seconds <= 0:
+            call.recording_id = None
+            self._recording_failed(call, "no_audio", "no audio")
+            return
+        call.recording_claimed = True
         self.core.buffer.put(
             records.recording(
                 call,
-                started_at=call.agent_answered_at or ended_at,
+                started_at=call.recording_started_at or ended_at,
                 ended_at=ended_at,
-                seconds=float(seconds) if seconds and seconds.isdigit() else None,
+                seconds=seconds,
                 size_bytes=size,
             )
         )
+        self.core.buffer.put(records.cdr(call))
+
+    async def _check_voicemail(self, call: Call, path: str, seconds: float) -> None:
+        size = await asyncio.to_thread(_size, Path(path))
+        if not size or size <= _WAV_HEADER or seconds <= 0:
+            self.voicemail_failed(call, "no audio")
+        else:
+            self.core.buffer.put(records.cdr(call))
+
+    def voicemail_failed(self, call: Call, reason: str) -> None:
+        """The citizen's voice message was not recorded (the flow goes on at its fallback)."""
+        core = self.core
+        call.voicemail_failed = clean_or_none(reason, 128) or "failed"
+        if call.ivr_outcome is Outcome.VOICEMAIL:
+            call.ivr_outcome = None
+        core.metrics.recordings_failed.labels(core.port.node, "voicemail_failed").inc()
+        log.error("voice message not recorded", extra={"call": call.uuid, "reason": reason})
+        core.buffer.put(records.timeline(call, "voicemail_failed", core.clock(), reason=reason))
+        core.buffer.put(records.cdr(call))
 
     # -- the end of the agent's part ---------------------------------------------------------
 
@@ -318,5 +373,16 @@ class AgentLegs:
             timer.cancel()
 
 
+#: A WAV file with nothing but its header holds no audio.
+_WAV_HEADER = 44
+
+
 def _size(path: Path) -> int | None:
     return path.stat().st_size if path.is_file() else None
+
+
+def _number(value: str | None) -> float:
+    try:
+        return float(value) if value else 0.0
+    except ValueError:
+        return 0.0

@@ -12,7 +12,7 @@ part or the engine.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -58,6 +58,8 @@ class EngineCore(Protocol):
     clock: Callable[[], float]
     calls: dict[str, Call]
     agent_legs: dict[str, str]  # agent leg uuid -> caller uuid
+    #: Run after every (re)connect, once the node's calls are adopted (the recording probe).
+    connect_hooks: Sequence[Callable[[], Awaitable[None]]]
 
     # -- bookkeeping every part uses -------------------------------------------------------
     def spawn(self, work: Coroutine[Any, Any, Any], what: str) -> None: ...
@@ -86,6 +88,7 @@ class EngineCore(Protocol):
     ) -> None: ...
     def agent_leg_gone(self, leg: str, cause: str | None, disposition: str | None) -> None: ...
     def bridge_ended(self, call: Call) -> None: ...
+    def voicemail_failed(self, call: Call, reason: str) -> None: ...
     def end_agent_call(self, agent_id: str) -> None: ...
 
     # -- several nodes --------------------------------------------------------------------

@@ -35,7 +35,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from typing import Any
 
 from telephony.acd.agent_state import Agent
@@ -75,6 +75,7 @@ class CallEngine:
         metrics: Metrics | None = None,
         flows: CallFlows | None = None,
         peers: list[CallEngine] | None = None,
+        on_connect: Sequence[Callable[[], Awaitable[None]]] = (),
     ) -> None:
         self.port = port
         self.flows = flows
@@ -86,6 +87,7 @@ class CallEngine:
         self.calls: dict[str, Call] = {}
         self.agent_legs: dict[str, str] = {}
         self.adopted_once = False
+        self.connect_hooks = on_connect
         self._peers = peers if peers is not None else []
         self._peers.append(self)
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -97,6 +99,7 @@ class CallEngine:
             "CHANNEL_PARK": self.intake_part.on_park,
             "CHANNEL_BRIDGE": self.legs.on_bridge,
             "CHANNEL_HANGUP_COMPLETE": self._on_hangup_complete,
+            "RECORD_START": self.legs.on_record_start,
             "RECORD_STOP": self.legs.on_record_stop,
         }
 
@@ -191,6 +194,9 @@ class CallEngine:
 
     def bridge_ended(self, call: Call) -> None:
         self.legs.bridge_ended(call)
+
+    def voicemail_failed(self, call: Call, reason: str) -> None:
+        self.legs.voicemail_failed(call, reason)
 
     def end_agent_call(self, agent_id: str) -> None:
         self.legs.end_agent_call(agent_id)

@@ -139,6 +139,11 @@ class Call:
     legs: dict[str, Leg] = field(default_factory=dict)
     recording_id: str | None = None
     recording_path: str | None = None
+    recording_started_at: float | None = None
+    recording_claimed: bool = False  # the file exists with audio (checked at RECORD_STOP)
+    recording_failed: str | None = None  # why there is no recording (the switch's words)
+    voicemail_path: str | None = None
+    voicemail_failed: str | None = None
     agent_left_first: bool = False
     hangup_cause: str | None = None
     hangup_disposition: str | None = None

@@ -51,7 +51,9 @@ def cdr(call: Call) -> Write:
         "hung_up_by": call.hung_up_by if call.ended_at is not None else None,
         "hangup_cause": call.hangup_cause,
         "outcome": call.outcome.value if call.ended_at is not None else None,
-        "recording_id": uuid.UUID(call.recording_id) if call.recording_id else None,
+        "recording_id": (
+            uuid.UUID(call.recording_id) if call.recording_id and call.recording_claimed else None
+        ),
         "survey_score": call.survey_score,
         "ivr_path": call.ivr_keys or None,
     }
