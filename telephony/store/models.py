@@ -142,8 +142,14 @@ class Call(Base):
     hangup_cause: Mapped[str | None] = mapped_column(String(64))
     outcome: Mapped[str | None] = mapped_column(String(32), index=True)
     recording_id: Mapped[Uuid | None]
+    # Why the call has no recording: the switch's reason ("-ERR Cannot record session!",
+    # "no audio"); NULL when it was recorded or never meant to be (no agent answered).
+    recording_failed: Mapped[str | None] = mapped_column(String(128))
     survey_score: Mapped[int | None] = mapped_column(Integer)
     ivr_path: Mapped[str | None] = mapped_column(Text)
+    # The citizen's voice message: its file as the switch wrote it, or why there is none.
+    voicemail_path: Mapped[str | None] = mapped_column(String(255))
+    voicemail_failed: Mapped[str | None] = mapped_column(String(128))
 
 
 class CallLeg(Base):
