@@ -91,6 +91,7 @@ class CallEngine:
         self._peers = peers if peers is not None else []
         self._peers.append(self)
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._adoption: asyncio.Task[Any] | None = None
         self.intake_part = Intake(self)
         self.router = Router(self)
         self.legs = AgentLegs(self)
@@ -130,9 +131,11 @@ class CallEngine:
                 self.metrics.esl_connected.labels(event.node).set(1)
                 if event.reconnect:
                     self.metrics.esl_reconnects.labels(event.node).inc()
-                self.spawn(on_connect(self), "adopt")
+                self._start_adoption()
             elif isinstance(event, NodeDisconnected):
                 self.metrics.esl_connected.labels(event.node).set(0)
+                if self._adoption is not None:
+                    self._adoption.cancel()  # its answers are lost with the connection
                 log.warning("node lost; calls stay in FreeSWITCH", extra={"node": event.node})
             else:
                 self.metrics.esl_events.labels(self.port.node, event.name).inc()
@@ -144,10 +147,17 @@ class CallEngine:
         except Exception:
             log.exception("event handling failed", extra={"event": getattr(event, "name", "?")})
 
-    def spawn(self, work: Coroutine[Any, Any, Any], what: str) -> None:
+    def spawn(self, work: Coroutine[Any, Any, Any], what: str) -> asyncio.Task[Any]:
         task = asyncio.create_task(work, name=what)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
+        return task
+
+    def _start_adoption(self) -> None:
+        """One adoption at a time: a new connect replaces the one still running."""
+        if self._adoption is not None:
+            self._adoption.cancel()
+        self._adoption = self.spawn(on_connect(self), "adopt")
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)

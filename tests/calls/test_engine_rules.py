@@ -16,6 +16,7 @@ from telephony.calls.adoption import on_connect
 from telephony.calls.engine import CallEngine
 from telephony.calls.flows import FlowOutcome
 from telephony.calls.model import CallState, Outcome
+from telephony.esl.port import NodeConnected
 from tests.calls.scripted import CALLER, Rig
 
 SECOND = "0f8e6a9e-1111-4c1e-9a6b-000000000002"
@@ -310,3 +311,20 @@ async def test_re_adoption_does_not_release_an_agent_talking_on_another_node(
     assert one.roster.get("a1").state is AgentState.IN_CALL
     await one.engine.close()
 
+
+
+async def test_a_new_connect_replaces_an_adoption_still_running(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    listings: list[tuple[str, ...]] = []
+
+    def show(command: tuple[str, ...]) -> str:
+        listings.append(command)
+        return '{"row_count":0}\n'
+
+    rig.port.replies["show"] = show
+    for reconnect in (False, True):  # a flapping node: two connects before the first is done
+        rig.engine.dispatch(NodeConnected(rig.port.node, reconnect=reconnect))
+    await rig.until(lambda: rig.engine.adopted_once)
+    await rig.settle()
+    assert len(listings) == 1
+    await rig.engine.close()
