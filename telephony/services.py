@@ -28,6 +28,7 @@ from typing import Any, Protocol
 from sqlalchemy import Row, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from telephony import logs
 from telephony.acd.agent_state import Agent, AgentState
 from telephony.acd.roster import Roster
 from telephony.api.ports import CallDirectory, LiveCall, NoCalls
@@ -39,7 +40,7 @@ from telephony.esl.port import EslError, SwitchPort
 from telephony.esl.transport import EslConnection
 from telephony.ivr.flows_port import EngineFlows
 from telephony.ivr.service import IvrService, IvrSettings
-from telephony.metrics import Metrics
+from telephony.metrics import BufferMetrics, EslMetrics, Metrics
 from telephony.store.buffer import WriteBuffer
 from telephony.store.database import EmbeddedPostgres, create_engine
 from telephony.store.migrate import upgrade
@@ -105,7 +106,12 @@ class Services:
         self.embedded = embedded
         self.clock = clock
         self.metrics = metrics or Metrics()
-        self.buffer = WriteBuffer(database, on_depth=self.metrics.db_buffer_depth.set)
+        # Past its memory bound, the buffer spills to an append-only file in the data folder
+        # and replays it in order (a long database outage loses no CDR).
+        self.buffer = WriteBuffer(
+            database, spill_dir=settings.data_dir / "spool", hooks=BufferMetrics(self.metrics)
+        )
+        logs.on_dropped(self.metrics.log_lines_dropped.inc)
         self.roster = Roster(self.buffer, clock)
         # The call engine's hook (filled by attach_call_engine): until an engine is attached
         # there are no live calls and no ESL connection, and /readyz says so.
@@ -300,7 +306,7 @@ def attach_call_engine(services: Services) -> None:
     services.components.append(flows.service)
     engines: list[CallEngine] = []
     for address in settings.nodes:
-        connection = EslConnection(address)
+        connection = EslConnection(address, hooks=EslMetrics(services.metrics))
         CallEngine(  # appends itself to `engines`, its peers (several nodes)
             connection,
             services.roster,
