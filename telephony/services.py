@@ -36,7 +36,7 @@ from telephony.calls.engine import CallEngine, EngineSettings
 from telephony.calls.model import Call, CallState
 from telephony.calls.records import at
 from telephony.config import Settings
-from telephony.esl.port import EslError, SwitchPort
+from telephony.esl.port import DIALPLAN_APPLICATIONS, ENGINE_EVENTS, EslError, SwitchPort
 from telephony.esl.transport import EslConnection
 from telephony.ivr.flows_port import EngineFlows
 from telephony.ivr.service import IvrService, IvrSettings
@@ -306,7 +306,12 @@ def attach_call_engine(services: Services) -> None:
     services.components.append(flows.service)
     engines: list[CallEngine] = []
     for address in settings.nodes:
-        connection = EslConnection(address, hooks=EslMetrics(services.metrics))
+        connection = EslConnection(
+            address,
+            events=ENGINE_EVENTS,
+            drop_applications=DIALPLAN_APPLICATIONS,
+            hooks=EslMetrics(services.metrics),
+        )
         CallEngine(  # appends itself to `engines`, its peers (several nodes)
             connection,
             services.roster,

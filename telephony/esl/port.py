@@ -68,6 +68,26 @@ DEFAULT_EVENTS: tuple[str, ...] = (
 )
 
 
+#: What the call engine reads: parks, bridges, ends, recordings, and what the IVR's
+#: reaction timer (DTMF -> the next prompt) and the connection itself need. Every event
+#: subscribed costs a parse on the control plane's loop: at 125 calls/s the broad list
+#: above is 60-80 events a call.
+ENGINE_EVENTS: tuple[str, ...] = (
+    "CHANNEL_PARK",
+    "CHANNEL_BRIDGE",
+    "CHANNEL_EXECUTE",
+    "CHANNEL_HANGUP_COMPLETE",
+    "DTMF",
+    "PLAYBACK_START",
+    "RECORD_START",
+    "RECORD_STOP",
+)
+
+#: Dialplan applications whose CHANNEL_EXECUTE/_COMPLETE nobody here reads (the
+#: dialplan's own ``set``/``export`` lines, most of a call's events): filtered out by
+#: the switch itself (``filter Application -set``, mod_event_socket's negative filter).
+DIALPLAN_APPLICATIONS: tuple[str, ...] = ("set", "export", "unset", "multiset", "log", "hash")
+
 class EslError(Exception):
     """Base of every error of the switch port."""
 

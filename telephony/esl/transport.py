@@ -292,6 +292,7 @@ class EslConnection:
         liveness: Liveness | None = None,
         limits: Limits | None = None,
         hooks: EslHooks | None = None,
+        drop_applications: Iterable[str] = (),
     ) -> None:
         """Describe the connection; nothing happens until :meth:`connect`.
 
@@ -301,7 +302,10 @@ class EslConnection:
         not deliver those unless listed. ``hub`` defaults to the process's
         shared gevent thread, released again by :meth:`close`. ``liveness``,
         ``limits`` and ``hooks``: the watchdog, the buffer bounds and where
-        their measurements go (see the module docstring).
+        their measurements go (see the module docstring). ``drop_applications``:
+        CHANNEL_EXECUTE/_COMPLETE events of these applications are filtered out by
+        the switch (mod_event_socket filters: one positive ``Event-Name /./`` that
+        passes every event, then ``Application -<app>`` for each, which drops it).
         """
         if isinstance(address, str):
             nodes = parse_nodes(address)
@@ -318,6 +322,16 @@ class EslConnection:
         self._subscribe_command = commands.encode(
             commands.event(subscription_names(self._names), event_format)
         )
+        dropped = list(drop_applications)
+        self._filter_commands = [
+            commands.encode(command)
+            for command in (
+                [commands.filter_("Event-Name", "/./")]
+                + [commands.filter_("Application", f"-{app}") for app in dropped]
+                if dropped
+                else []
+            )
+        ]
         self.timeouts = timeouts or Timeouts()
         self.reconnect = reconnect
         self.backoff = backoff or Backoff()
@@ -493,6 +507,10 @@ class EslConnection:
             reply = await self._request(self._subscribe_command, remaining, "event", force=True)
             if not isinstance(reply, CommandReply) or not reply.ok:
                 raise EslCommandError(_reply_text(reply), node=self.node, command="event")
+            for command in self._filter_commands:
+                reply = await self._request(command, remaining, "filter", force=True)
+                if not isinstance(reply, CommandReply) or not reply.ok:
+                    raise EslCommandError(_reply_text(reply), node=self.node, command="filter")
             if generation != self._generation:  # aborted while subscribing (a full stream)
                 raise EslDisconnected("dropped while subscribing", node=self.node, sent=True)
         except BaseException:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import signal
 
 from telephony.esl.messages import Malformed
@@ -100,9 +101,33 @@ class Connection:
         return name in self.events
 
     def passes(self, headers: dict[str, str]) -> bool:
+        """mod_event_socket's filters (``event_handler``): with none, every event; else
+        none, unless a positive filter matches, and a matching negative (``-value``)
+        filter drops it at once. Filters are tried in the order added; a value that
+        starts with ``/`` is a regular expression, anything else is compared
+        case-insensitively; a filter whose header the event lacks is skipped."""
         if not self.filters:
             return True
-        return any(headers.get(k, "").lower() == v.lower() for k, v in self.filters)
+        send = False
+        for name, value in self.filters:
+            hval = _header(headers, name)
+            if hval is None:
+                continue
+            comp = value.lstrip("+- ")
+            positive = True
+            for sign in value[: len(value) - len(comp)]:
+                if sign in "+-":
+                    positive = sign == "+"
+            if send and positive:
+                continue
+            if not comp:
+                continue
+            matched = _regex(hval, comp) if value.startswith("/") else hval.lower() == comp.lower()
+            if matched:
+                if not positive:
+                    return False
+                send = True
+        return send
 
     def send(self, data: bytes, *, control: bool = False) -> None:
         """Write ``data``; while the simulator is frozen it is held (``control``: the reply
@@ -264,16 +289,20 @@ class Connection:
                 return
             header, _, value = rest.partition(" ")
             self.filters = [
-                (k, v) for k, v in self.filters if not (k == header and (not value or v == value))
+                (k, v)
+                for k, v in self.filters
+                if not (k.lower() == header.lower() and (not value or v == value))
             ]
-            self.send(command_reply(f"+OK filter deleted. [{header}]=[{value}]"))
+            self.send(command_reply(f"+OK filter deleted. [{header}][{value}]"))
             return
         header, sep, value = arg.partition(" ")
+        if header.lower() == "add":
+            header, sep, value = value.partition(" ")
         if not sep:
             self.send(command_reply("-ERR invalid syntax"))
             return
-        self.filters.append((header, value.strip()))
-        self.send(command_reply(f"+OK filter added. [{header}]=[{value.strip()}]"))
+        self.filters.append((header, value))
+        self.send(command_reply(f"+OK filter added. [{header}]=[{value}]"))
 
     async def _linger(self, cmd: Command) -> None:
         self.send(command_reply("+OK will linger"))
@@ -514,3 +543,26 @@ def run(host: str, port: int, password: str, *, time_scale: float = 1.0) -> None
         await sim.stop()
 
     asyncio.run(main())
+
+
+def _header(headers: dict[str, str], name: str) -> str | None:
+    """``switch_event_get_header``: header names compare case-insensitively."""
+    value = headers.get(name)
+    if value is not None:
+        return value
+    lowered = name.lower()
+    return next((v for k, v in headers.items() if k.lower() == lowered), None)
+
+
+def _regex(value: str, expression: str) -> bool:
+    """``switch_regex``: ``/pattern/flags`` (``i`` ignores case), searched, not anchored."""
+    body = expression[1:]
+    flags = 0
+    if "/" in body:
+        body, _, opts = body.rpartition("/")
+        if "i" in opts:
+            flags |= re.IGNORECASE
+    try:
+        return re.search(body, value, flags) is not None
+    except re.error:
+        return False

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from telephony.acd.agent_state import Agent, AgentEvent
 from telephony.acd.roster import Roster
 from telephony.calls.engine import CallEngine, EngineSettings
+from telephony.esl.port import DIALPLAN_APPLICATIONS, ENGINE_EVENTS
 from telephony.esl.transport import EslConnection
 from telephony.ivr.flows_port import EngineFlows
 from telephony.ivr.service import IvrHooks, IvrService, IvrSettings
@@ -69,7 +70,11 @@ async def start_controller(
 
     With ``flows_dir``, calls run the IVR flows found there (reloaded every 0.1 s).
     """
-    esl = EslConnection(f"esl://:ClueCon@127.0.0.1:{sim_port}")
+    esl = EslConnection(
+        f"esl://:ClueCon@127.0.0.1:{sim_port}",
+        events=ENGINE_EVENTS,
+        drop_applications=DIALPLAN_APPLICATIONS,
+    )
     metrics = Metrics()
     ivr: IvrService | None = None
     if flows_dir is not None:
