@@ -6,7 +6,7 @@ names the next state and the effects to carry out. :meth:`Machine.apply`
 is the only way to move; a pair that is not in the table is an illegal
 transition, raised as :class:`IllegalTransition` and logged, never silently
 ignored. Every legal move is logged as ``from -> event -> to`` with the
-subject's id. Time is an argument and timers are effects, so the machines
+subject's id (at debug level). Time is an argument and timers are effects, so the machines
 are tested without sleeping.
 """
 
@@ -66,7 +66,7 @@ class Machine(Generic[S, E, F]):
                 },
             )
             raise IllegalTransition(self.name, subject, state, event)
-        log.info(
+        log.debug(  # every move of every call: debug (a call's one INFO line is its end)
             "%s -> %s -> %s",
             state.value,
             event.value,

@@ -119,7 +119,7 @@ class AgentLegs:
                 core.roster.apply(
                     agent_id, AgentEvent.NO_ANSWER if missed else AgentEvent.OFFER_CANCELLED
                 )
-        log.info(
+        log.debug(
             "offer failed",
             extra={"call": call.uuid, "agent": agent_id, "cause": cause, "cancelled": cancelled},
         )

@@ -239,7 +239,7 @@ class CallEngine:
         self.buffer.put(records.leg(call, caller))
         if call.state is CallState.PARKED:
             self.buffer.put(records.timeline(call, "arrived", call.arrived_at, caller=call.caller))
-        log.info(
+        log.debug(
             "call adopted",
             extra={"call": call.uuid, "hotline": call.hotline, "state": call.state.value},
         )

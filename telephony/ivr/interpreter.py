@@ -634,7 +634,7 @@ async def run_flow(
             extra={"call": channel.uuid, "flow": flow_id, "node": walk.node_id, "error": str(exc)},
         )
     variables = {n: channel.get(n) or "" for n in _variable_names(flow_set, loaded, channel)}
-    log.info(
+    log.debug(
         "ivr finished",
         extra={
             "call": channel.uuid,
@@ -711,7 +711,7 @@ async def run_survey(
     except ChannelError as exc:
         walk.step("error", str(exc))
         key = None
-    log.info(
+    log.debug(
         "survey finished",
         extra={"call": channel.uuid, "flow": flow_id, "score": key, "version": loaded.version},
     )
