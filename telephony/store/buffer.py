@@ -173,6 +173,51 @@ def _groups(writes: Sequence[Write]) -> list[list[Write]]:
     return groups
 
 
+def _merge(earlier: Write, later: Write) -> Write:
+    """One write with the effect of ``earlier`` then ``later`` on the same row.
+
+    The later write's updated columns take its values, the rest keep the earlier
+    row's; the merged write updates the union of both writes' columns.
+    """
+    row = {**earlier.row, **{c: later.row[c] for c in later.update}}
+    update = tuple(dict.fromkeys((*earlier.update, *later.update)))
+    return Write(earlier.table, row, update)
+
+
+def _coalesce(batch: Sequence[Write]) -> list[Write]:
+    """The batch as few statements can carry it, with the same effect in one transaction.
+
+    Writes to one row merge into one (a CDR rewritten five times in a batch is written
+    once), and the writes are ordered by table, parents before children (the foreign
+    keys), so each table's rows share a multi-row statement instead of alternating
+    with the other tables' one by one.
+    """
+    merged: dict[tuple[str, tuple[Any, ...]], Write] = {}
+    first_seen: dict[tuple[str, tuple[Any, ...]], int] = {}
+    for index, write in enumerate(batch):
+        key = (write.table.name, _key(write))
+        if key in merged:
+            merged[key] = _merge(merged[key], write)
+        else:
+            merged[key] = write
+            first_seen[key] = index
+    rank = {t.name: i for i, t in enumerate(_sorted_tables(batch))}
+    return [
+        merged[key]
+        for key in sorted(
+            merged,
+            key=lambda k: (rank.get(k[0], len(rank)), merged[k].update, first_seen[k]),
+        )
+    ]
+
+
+def _sorted_tables(batch: Sequence[Write]) -> list[Table]:
+    """The batch's tables' metadata in foreign-key order (parents first)."""
+    if not batch:
+        return []
+    return list(batch[0].table.metadata.sorted_tables)
+
+
 async def _execute(connection: AsyncConnection, group: list[Write]) -> None:
     first = group[0]
     statement = insert(first.table)
@@ -616,7 +661,7 @@ class WriteBuffer:
     async def _commit(self, batch: list[Write]) -> None:
         try:
             async with self._engine.begin() as connection:
-                for group in _groups(batch):
+                for group in _groups(_coalesce(batch)):
                     await _execute(connection, group)
         except Exception as exc:
             if _is_outage(exc):
