@@ -82,6 +82,21 @@ class Settings(BaseSettings):
     wrap_up_seconds: float = Field(
         default=10.0, ge=0, description="after-call work time before an agent is offered again"
     )
+    overload_max_lag_ms: float = Field(
+        default=250.0,
+        ge=0,
+        description="refuse new calls while the event loop runs later than this (0: never)",
+    )
+    overload_max_event_age_ms: float = Field(
+        default=1000.0,
+        ge=0,
+        description="refuse new calls while events wait longer than this to be handled (0: never)",
+    )
+    overload_max_buffered_writes: int = Field(
+        default=20_000,
+        ge=0,
+        description="refuse new calls while more database writes than this wait (0: never)",
+    )
     api_max_body_bytes: int = Field(
         default=1024 * 1024,
         ge=1024,

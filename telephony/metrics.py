@@ -120,6 +120,22 @@ class Metrics:
             ["node", "reason"],
             registry=r,
         )
+        self.calls_refused = Counter(
+            "telephony_calls_refused",
+            "New calls refused before answer because the control plane was over capacity",
+            ["node"],
+            registry=r,
+        )
+        self.overload_shedding = Gauge(
+            "telephony_overload_shedding",
+            "1 while the control plane refuses new calls (over its capacity), else 0",
+            registry=r,
+        )
+        self.event_loop_lag = Gauge(
+            "telephony_event_loop_lag_seconds",
+            "How late the overload guard's last timer fired on the shared event loop",
+            registry=r,
+        )
         self.agents = Gauge(
             "telephony_agents",
             "Agents by state (logged_out, available, busy, ringing, in_call, wrap_up)",

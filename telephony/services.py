@@ -34,6 +34,7 @@ from telephony.acd.roster import Roster
 from telephony.api.ports import CallDirectory, LiveCall, NoCalls
 from telephony.calls.engine import CallEngine, EngineSettings
 from telephony.calls.model import Call, CallState
+from telephony.calls.overload import OverloadGuard, OverloadSettings
 from telephony.calls.records import at
 from telephony.config import Settings
 from telephony.esl.port import DIALPLAN_APPLICATIONS, ENGINE_EVENTS, EslError, SwitchPort
@@ -304,6 +305,16 @@ def attach_call_engine(services: Services) -> None:
         )
     )
     services.components.append(flows.service)
+    guard = OverloadGuard(
+        OverloadSettings(
+            max_loop_lag_s=settings.overload_max_lag_ms / 1000,
+            max_event_age_s=settings.overload_max_event_age_ms / 1000,
+            max_buffer_depth=settings.overload_max_buffered_writes,
+        ),
+        buffer_depth=lambda: services.buffer.depth,
+        metrics=services.metrics,
+    )
+    services.components.append(_Guard(guard))
     engines: list[CallEngine] = []
     for address in settings.nodes:
         connection = EslConnection(
@@ -321,6 +332,7 @@ def attach_call_engine(services: Services) -> None:
             metrics=services.metrics,
             flows=flows,
             peers=engines,
+            overload=guard,
         )
         engine = engines[-1]
         services.switches.append(connection)
@@ -334,6 +346,19 @@ def attach_call_engine(services: Services) -> None:
     directory = EngineDirectory(engines)
     services.calls = directory
     services.components.insert(0, _HotlineAreas(services.database, directory))
+
+
+class _Guard:
+    """The overload guard's sampling task, as a :class:`Component`."""
+
+    def __init__(self, guard: OverloadGuard) -> None:
+        self.guard = guard
+
+    async def start(self) -> None:
+        self.guard.start()
+
+    async def stop(self) -> None:
+        self.guard.stop()
 
 
 class IvrMetrics:

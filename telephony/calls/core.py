@@ -22,6 +22,7 @@ from telephony.acd.roster import Roster
 from telephony.calls.flows import CallFlows
 from telephony.calls.leg import LegInput
 from telephony.calls.model import Call, CallEffect, CallInput
+from telephony.calls.overload import OverloadGuard
 from telephony.esl.port import SwitchPort
 from telephony.metrics import Metrics
 from telephony.store.buffer import WriteBuffer
@@ -58,6 +59,7 @@ class EngineCore(Protocol):
     clock: Callable[[], float]
     calls: dict[str, Call]
     agent_legs: dict[str, str]  # agent leg uuid -> caller uuid
+    overload: OverloadGuard | None
     #: Run after every (re)connect, once the node's calls are adopted (the recording probe).
     connect_hooks: Sequence[Callable[[], Awaitable[None]]]
 

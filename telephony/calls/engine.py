@@ -48,6 +48,7 @@ from telephony.calls.flows import CallFlows
 from telephony.calls.intake import Intake
 from telephony.calls.leg import Leg, LegInput
 from telephony.calls.model import Call, CallEffect, CallInput, CallState
+from telephony.calls.overload import OverloadGuard
 from telephony.calls.routing import Router
 from telephony.calls.values import clean_or_none
 from telephony.esl import commands
@@ -76,6 +77,7 @@ class CallEngine:
         flows: CallFlows | None = None,
         peers: list[CallEngine] | None = None,
         on_connect: Sequence[Callable[[], Awaitable[None]]] = (),
+        overload: OverloadGuard | None = None,
     ) -> None:
         self.port = port
         self.flows = flows
@@ -88,6 +90,7 @@ class CallEngine:
         self.agent_legs: dict[str, str] = {}
         self.adopted_once = False
         self.connect_hooks = on_connect
+        self.overload = overload
         self._peers = peers if peers is not None else []
         self._peers.append(self)
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -143,6 +146,8 @@ class CallEngine:
                     self.flows.feed(event)
                 handler = self._handlers.get(event.name)
                 if handler is not None:
+                    if self.overload is not None:
+                        self.overload.event_seen(event.get("Event-Date-Timestamp"), time.time())
                     handler(event)
         except Exception:
             log.exception("event handling failed", extra={"event": getattr(event, "name", "?")})

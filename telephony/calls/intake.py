@@ -77,6 +77,12 @@ class Intake:
             hold_music=event.variable("hold_music"),
         )
         core.adopt(call)
+        if core.overload is not None and core.overload.shedding and not _core_park(event):
+            # Over capacity: refused before answer (a 503 for the citizen), with its CDR.
+            call.ivr_outcome = Outcome.REFUSED
+            core.metrics.calls_refused.labels(core.port.node).inc()
+            core.spawn(core.hang_up(call, core.overload.settings.refuse_cause), f"refuse {uid}")
+            return
         if _core_park(event):  # already out of the dialplan's park (adopted mid-way)
             call.controlled = True
             core.spawn(core.intake(call), f"intake {uid}")

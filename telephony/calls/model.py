@@ -78,6 +78,8 @@ class Outcome(Enum):
     # The switch ended the call before it reached an agent (park timer, media timeout,
     # a failure): a system loss (呼损), not the citizen's abandon.
     LOST = "lost"
+    # Refused at arrival because the control plane was over its capacity (also a loss).
+    REFUSED = "refused"
 
 
 St, In, Fx = CallState, CallInput, CallEffect
