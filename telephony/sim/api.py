@@ -19,7 +19,7 @@ import orjson
 
 from telephony.sim import wire
 from telephony.sim.channel import AppRun, Channel, ExecRequest, Mode
-from telephony.sim.switch import Switch, new_uuid
+from telephony.sim.switch import Switch, new_uuid, str2cause
 
 if TYPE_CHECKING:
     from telephony.sim.scripts import Scripts
@@ -53,7 +53,11 @@ Simulator commands (api sim ...); everything they create is simulated:
   sim set NAME VALUE        playback_default_ms (default 2000), linger_ms (500),
                             record_default_ms (3000: how long a voice message lasts),
                             local_stream_ms (-1: local_stream:// music never ends; N: it
-                            ends after N ms, as an empty local stream does)
+                            ends after N ms, as an empty local stream does),
+                            switch_uid / switch_gid / switch_groups (gid,gid,...): the
+                            user the switch runs as, whose permissions decide where it
+                            can record (default: this process's own; e.g. 499 499 for
+                            a packaged switch: a 0755 root folder is then refused)
   sim freeze SECONDS        the switch hangs for SECONDS (simulated): no reply to any
                             command (except api sim) and no event on any connection,
                             TCP stays up; then the held replies and events are sent
@@ -84,6 +88,8 @@ async def originate_leg(
 ) -> tuple[str, Channel | None, After]:
     """Ring ``user/EXT``: (job body, answered leg or None, finisher for a failed leg)."""
     variables, endpoint = _split_vars(dial)
+    if endpoint.startswith("null/"):
+        return await _originate_null(sw, endpoint[len("null/") :], variables)
     if not endpoint.startswith("user/"):
         return "-ERR CHAN_NOT_IMPLEMENTED\n", None, None
     ext = endpoint[len("user/") :].split("@", 1)[0]
@@ -121,6 +127,49 @@ async def originate_leg(
         sw.destroy(ch)
 
     return f"-ERR {cause}\n", None, finish
+
+
+async def _originate_null(
+    sw: Switch, dest: str, variables: dict[str, str]
+) -> tuple[str, Channel | None, After]:
+    """mod_loopback's ``null`` endpoint (``null_channel_outgoing_channel``).
+
+    A destination ``cause-NAME`` (or ``null_hangup_cause=NAME``) fails the originate
+    with that cause before any channel exists; otherwise the leg is answered in
+    CS_CONSUME_MEDIA after ``null_auto_answer_delay`` ms (0 by default; with
+    ``null_enable_auto_answer=false`` it is never answered and the originate times
+    out after ``originate_timeout``, default 60 s: ``-ERR NO_ANSWER``).
+    """
+    cause = variables.get("null_hangup_cause") or (
+        dest[len("cause-") :] if dest.startswith("cause-") else ""
+    )
+    if cause:
+        return f"-ERR {str2cause(cause)}\n", None, None
+    uid = variables.get("origination_uuid") or new_uuid()
+    ch = sw.new_null(dest, variables, uid)
+    auto = variables.get("null_enable_auto_answer")
+    try:
+        delay_ms = min(60000, max(0, int(variables.get("null_auto_answer_delay", "0"))))
+    except ValueError:
+        delay_ms = 0
+    if auto is not None and auto.lower() not in ("true", "yes", "on", "1", "enabled", "active"):
+        try:
+            timeout = float(variables.get("originate_timeout", "60"))
+        except ValueError:
+            timeout = 60.0
+        if await sw.wait(ch, timeout) == "hangup":
+            return f"-ERR {ch.hangup_cause or 'ORIGINATOR_CANCEL'}\n", None, None
+        sw.hangup(ch, "NO_ANSWER", "send_cancel", teardown=False)
+
+        def finish() -> None:
+            sw.complete_hangup(ch)
+            sw.destroy(ch)
+
+        return "-ERR NO_ANSWER\n", None, finish
+    if await sw.wait(ch, delay_ms / 1000 or 0.0) == "hangup":
+        return f"-ERR {ch.hangup_cause or 'ORIGINATOR_CANCEL'}\n", None, None
+    sw.answer_null(ch)
+    return f"+OK {uid}\n", ch, None
 
 
 def _app_of(spec: str) -> tuple[str, str]:
@@ -462,19 +511,56 @@ async def _uuid_hold(sw: Switch, sc: Scripts, arg: str, words: list[str]) -> tup
     return "+OK Success\n", None
 
 
+REC_USAGE = "-USAGE: <uuid> [start|stop|mask|unmask] <path> [<limit>] [<recording_vars>]\n"
+
+
 async def _uuid_record(sw: Switch, sc: Scripts, arg: str, words: list[str]) -> tuple[str, After]:
-    ch = sw.get(words[0]) if words else None
+    """mod_commands ``session_record_function``.
+
+    Fewer than three words (uuid, action, path) is the usage text; an unknown
+    channel ``-ERR Cannot locate session!``; ``start`` that cannot record (see
+    :meth:`Switch.record_session_start`) ``-ERR Cannot record session!``; ``stop``
+    of a path (or ``all``) that is not being recorded ``-ERR Cannot stop record
+    session!``. RECORD_START / RECORD_STOP follow the ``+OK Success`` reply.
+    """
+    if len(words) < 3:
+        return REC_USAGE, None
+    ch = sw.get(words[0])
     if ch is None:
-        return NO_CHANNEL, None
-    action = words[1] if len(words) > 1 else ""
-    path = words[2] if len(words) > 2 else ""
-    if action == "start" and path:
-        return "+OK Success\n", lambda: sw.record_start(ch, path)
+        return "-ERR Cannot locate session!\n", None
+    action, path = words[1].lower(), words[2]
+    if action == "start":
+        limit = _int_arg(words[3]) if len(words) > 3 else 0
+        if path in ch.recordings:
+            return "+OK Success\n", None  # "Already recording": nothing new starts
+        if not sw.record_session_start(ch, path, limit, announce=False):
+            return "-ERR Cannot record session!\n", None
+        return "+OK Success\n", lambda: sw.record_started(ch, path)
     if action == "stop":
-        return "+OK Success\n", lambda: sw.record_stop(ch)
-    if action in ("mask", "unmask"):
+        if path != "all" and path not in ch.recordings:
+            return "-ERR Cannot stop record session!\n", None
+        if path == "all" and not ch.recordings:
+            return "-ERR Cannot stop record session!\n", None
+
+        def stop() -> None:
+            sw.record_session_stop(ch, path)
+
+        return "+OK Success\n", stop
+    if action in ("mask", "unmask", "pause", "resume"):
+        if path not in ch.recordings:  # looked up by path only ("all" is no path here)
+            return f"-ERR Cannot {action} recording session!\n", None
         return "+OK Success\n", None
-    return "-USAGE: <uuid> [start|stop|mask|unmask] <path> [<limit>]\n", None
+    return REC_USAGE, None
+
+
+def _int_arg(text: str) -> int:
+    """C's ``atoi``: the leading digits (0 when there are none)."""
+    digits = ""
+    for c in text.lstrip():
+        if not c.isdigit():
+            break
+        digits += c
+    return int(digits) if digits else 0
 
 
 async def _uuid_broadcast(sw: Switch, sc: Scripts, arg: str, words: list[str]) -> tuple[str, After]:

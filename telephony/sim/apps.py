@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import re
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
+from telephony.sim import files
 from telephony.sim.channel import Channel
 from telephony.sim.switch import Switch
 
@@ -318,25 +321,109 @@ async def _listen(sw: Switch, ch: Channel, arg: str) -> str:
 
 
 async def _record_session(sw: Switch, ch: Channel, arg: str) -> str:
-    sw.record_start(ch, arg.split()[0] if arg.split() else f"/tmp/{ch.uuid}.wav")
+    """mod_dptools ``record_session PATH [LIMIT]``: the media bug of ``uuid_record start``.
+
+    It fails quietly (no event, ``record_completion_cause=uri-failure``) where the
+    switch cannot write; the application itself returns at once either way.
+    """
+    words = arg.split()
+    if words:
+        limit = _atoi(words[1].lstrip("+")) if len(words) > 1 else 0
+        sw.record_session_start(ch, words[0], limit)
     return "_none_"
 
 
-async def _record(sw: Switch, ch: Channel, arg: str) -> str:
-    """``record PATH [LIMIT_S ...]``: a voice message.
+def _atoi(text: str) -> int:
+    digits = ""
+    for c in text:
+        if not c.isdigit():
+            break
+        digits += c
+    return int(digits) if digits else 0
 
-    The caller speaks for ``record_default_ms`` (``sim set``), less if the limit is
-    shorter, and stops early on ``#`` or by hanging up. RECORD_START/STOP come on the
-    channel, ``record_seconds`` is set and the file is written (silence).
+
+async def _record(sw: Switch, ch: Channel, arg: str) -> str:
+    """``record PATH [LIMIT_S [SILENCE_THRESHOLD [SILENCE_S]]]``: a voice message.
+
+    mod_dptools ``record_function`` -> ``switch_ivr_record_file``
+    (src/switch_ivr_play_say.c):
+
+    * the file cannot be opened for writing (the switch's user may not write the
+      folder, or the folder is missing: ``record`` creates no folder): the channel
+      is hung up with ``DESTINATION_OUT_OF_ORDER`` at once (before RECORD_START,
+      none is fired, nor RECORD_STOP) and the application completes with
+      ``_none_`` after the CHANNEL_HANGUP;
+    * otherwise RECORD_START, then the citizen speaks for ``record_default_ms``
+      (``sim set``); with a silence threshold, ``SILENCE_S`` (default 3) seconds of
+      silence after that end the message (``silence_hits_exhausted=true``); the
+      limit ends it at the first whole epoch second past ``start + LIMIT_S``
+      (``(now - start) > limit``); a digit in ``playback_terminators`` (unset: ``*``)
+      ends it (``playback_terminator_used``), other digits are dropped; a hangup
+      ends it. The file is written, ``record_seconds``/``record_ms``/
+      ``record_samples``/``record_file_size`` are set and RECORD_STOP fires (no
+      ``Record-Completion-Cause``: that is the media bug's).
     """
     words = arg.split()
-    if not words or not ch.is_up:
+    if not words:
+        return "_none_"  # "No file specified."
+    path = words[0]
+    limit_s = _atoi(words[1].lstrip("+")) if len(words) > 1 else 0
+    threshold = _atoi(words[2]) if len(words) > 2 else 0
+    silence_s = (_atoi(words[3]) if len(words) > 3 else 0) or 3
+    ch.set_var("playback_terminator_used", None)
+    if not ch.is_up:
         return "_none_"
-    speaking_s = int(sw.settings.get("record_default_ms", "3000")) / 1000
-    limit_s = _int(words, 1, 0)
-    sw.record_start(ch, words[0])
-    await sw.wait(ch, min(speaking_s, limit_s) if limit_s > 0 else speaking_s, dtmf=True)
-    sw.record_stop(ch)
+    target = Path(path)
+    who = files.identity(sw.settings)
+    if not files.can_write_file(target, who) or not files.open_recording(target, who):
+        log.debug("record: cannot open %s", path, extra={"uuid": ch.uuid})
+        sw.hangup(ch, "DESTINATION_OUT_OF_ORDER", "send_bye")
+        return "_none_"
+    ch.set_var("silence_hits_exhausted", "false")
+    sw.fire("RECORD_START", ch, post=[("Record-File-Path", path)])
+    start = sw.clock.now()
+    ends: list[tuple[float, str]] = []
+    if threshold > 0:
+        speaking_s = int(sw.settings.get("record_default_ms", "3000")) / 1000
+        ends.append((speaking_s + silence_s, "silence"))
+    if limit_s > 0:
+        ends.append((math.floor(start) + limit_s + 1 - start, "limit"))
+    duration, why = min(ends) if ends else (None, "")
+    terminators = playback_terminators(ch.var("playback_terminators"))
+    loop = asyncio.get_running_loop()
+    deadline = None if duration is None else loop.time() + sw.clock.real_seconds(duration)
+    ended = ""
+    ch.reading = True
+    try:
+        while not ended:
+            remaining = None if deadline is None else max(0.0, deadline - loop.time())
+            result = await sw.wait(
+                ch, None if remaining is None else remaining * sw.clock.time_scale, dtmf=True
+            )
+            if result != "dtmf":
+                ended = why if result == "timeout" else result
+                break
+            while ch.dtmf_buffer and not ended:
+                digit = ch.dtmf_buffer.pop(0)
+                sw.fire_dtmf(ch, digit)
+                if digit in terminators:
+                    ch.set_var("playback_terminator_used", digit)
+                    ended = "terminator"
+    finally:
+        ch.reading = False
+    seconds = max(0.0, sw.clock.now() - start)
+    if duration is not None:
+        seconds = min(seconds, duration)
+    samples = int(seconds * 8000)
+    size = files.write_recording(target, samples)
+    if ended == "silence":
+        ch.set_var("silence_hits_exhausted", "true")
+    ch.set_var("record_record_file_size", str(size))
+    ch.set_var("record_file_size", str(size))
+    ch.set_var("record_seconds", str(samples // 8000))
+    ch.set_var("record_ms", str(samples // 8))
+    ch.set_var("record_samples", str(samples))
+    sw.fire("RECORD_STOP", ch, post=[("Record-File-Path", path)])
     return "_none_"
 
 

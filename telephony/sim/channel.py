@@ -91,6 +91,15 @@ class ExecRequest:
 
 
 @dataclass(slots=True)
+class RecordRun:
+    """A ``uuid_record``/``record_session`` media bug writing ``path`` (one per path)."""
+
+    path: str
+    started_us: int
+    limit_timer: asyncio.TimerHandle | None = None
+
+
+@dataclass(slots=True)
 class AppRun:
     """The outer ``park`` (or one-shot) application, completed when the channel leaves it."""
 
@@ -141,8 +150,8 @@ class Channel:
     hold_started: int = 0
     hold_music_on: Channel | None = None
     hold_music_run: AppRun | None = None
-    recording: str | None = None
-    record_started: int = 0
+    #: Session recordings (media bugs) by path, as FreeSWITCH keys them (channel private).
+    recordings: dict[str, RecordRun] = field(default_factory=dict)
     dtmf_buffer: list[str] = field(default_factory=list)
     reading: bool = False
     digits_dialed: str = ""

@@ -31,10 +31,12 @@ import time
 import uuid as uuidlib
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from telephony.sim import files
 from telephony.sim.captured import VARIABLE_PHASES
-from telephony.sim.channel import CONTROLLABLE, AppRun, Channel, ExecRequest, Mode
+from telephony.sim.channel import CONTROLLABLE, AppRun, Channel, ExecRequest, Mode, RecordRun
 from telephony.sim.clock import SimClock
 from telephony.sim.headers import (
     CALLING,
@@ -616,6 +618,76 @@ class Switch:
         ch.move("originate")
         return ch
 
+    def new_null(self, dest: str, origin_vars: dict[str, str], uid: str) -> Channel:
+        """A leg of mod_loopback's ``null`` endpoint (``originate null/DEST ...``).
+
+        ``null_channel_outgoing_channel``: a channel named ``null/DEST`` with no
+        far end, whose read frames are generated (quiet comfort noise), answered
+        in CS_CONSUME_MEDIA (see :meth:`answer_null`). CHANNEL_CREATE and
+        CHANNEL_ORIGINATE are fired here.
+        """
+        now = self.now_us()
+        name = f"null/{dest}"
+        ocid = origin_vars.get("origination_caller_id_number", "0000000000")
+        ocname = origin_vars.get("origination_caller_id_name", ocid)
+        times = Times(created=now)
+        profile = Profile(
+            direction="outbound",
+            logical_direction="outbound",
+            username=None,
+            dialplan=None,
+            cid_name=ocname,
+            cid_num=ocid,
+            orig_cid_name=ocname,
+            orig_cid_num=ocid,
+            callee_name="Outbound Call",
+            callee_num=dest,
+            network_addr=None,
+            ani=ocid,
+            dest=dest,
+            uuid=uid,
+            source="mod_loopback",
+            transfer_source=None,
+            context="default",
+            chan_name=name,
+            created=now,
+            times=times,
+        )
+        ch = Channel(
+            uuid=uid,
+            name=name,
+            direction="outbound",
+            profile=profile,
+            presence_id="",
+            tokens=self._tokens(uuid=uid, ext=dest, port="0", ocid=ocid),
+            times=times,
+            call_uuid=uid,
+            hit_dialplan=False,
+        )
+        ch.set_var("uuid", uid)
+        ch.set_var("call_uuid", uid)
+        for k, v in origin_vars.items():
+            ch.set_var(k, v)
+        self.channels[uid] = ch
+        self.set_state(ch, "CS_INIT")
+        ch.state_number = 2
+        self.fire("CHANNEL_CREATE", ch)
+        self.fire("CHANNEL_ORIGINATE", ch)
+        ch.state_number = None
+        ch.move("originate")
+        return ch
+
+    def answer_null(self, ch: Channel) -> None:
+        """``null_channel_on_consume_media``: ``switch_channel_mark_answered`` (L16 media)."""
+        self.set_state(ch, "CS_CONSUME_MEDIA")
+        ch.times.answered = self.now_us()
+        ch.answer_state = "answered"
+        self.media_up(ch)
+        self.set_read_codec(ch, "L16")
+        self.fire("CHANNEL_ANSWER", ch)
+        self.set_callstate(ch, "ACTIVE")
+        ch.answered_evt.set()
+
     def get(self, uid: str) -> Channel | None:
         ch = self.channels.get(uid)
         return ch if ch is not None and ch.is_up else None
@@ -682,7 +754,8 @@ class Switch:
         p.cid_name, p.cid_num = "Outbound Call", ch.ext or p.dest
         self.set_state(ch, "CS_EXECUTE")
         ch.hit_dialplan = True
-        self.apply_phase(ch, "out_park")
+        if not ch.name.startswith("null/"):  # a null leg has no SIP variables
+            self.apply_phase(ch, "out_park")
         ch.move("answered")
 
     # ------------------------------------------------------------ execution
@@ -1192,31 +1265,92 @@ class Switch:
 
     # ---------------------------------------------------------------- record
 
-    def record_start(self, ch: Channel, path: str) -> None:
-        if not ch.is_up or ch.recording:
-            return
-        ch.recording = path
-        ch.record_started = self.now_us()
-        self.fire("RECORD_START", ch, post=[("Record-File-Path", path)])
+    def record_session_start(
+        self, ch: Channel, path: str, limit_s: int = 0, *, announce: bool = True
+    ) -> bool:
+        """``switch_ivr_record_session_event`` (uuid_record start, record_session).
 
-    def record_stop(self, ch: Channel) -> None:
-        path = ch.recording
-        if path is None:
-            return
-        ch.recording = None
-        ms = (self.now_us() - ch.record_started) // 1000
-        samples = ms * 8
-        ch.set_var("record_file_size", str(44 + samples * 2))
-        ch.set_var("record_samples", str(samples))
-        ch.set_var("record_seconds", str(ms // 1000))
-        ch.set_var("record_ms", str(ms))
-        ch.set_var("record_completion_cause", "success-maxtime")
-        _write_silence(path, samples)
-        self.fire(
-            "RECORD_STOP",
-            ch,
-            post=[("Record-File-Path", path), ("Record-Completion-Cause", "success-maxtime")],
-        )
+        False (``-ERR Cannot record session!`` for uuid_record) when the channel has
+        no media, or the switch cannot make the folder (``switch_dir_make_recursive``:
+        "Error creating") or open the file ("Error opening"): then
+        ``record_completion_cause`` is ``uri-failure`` and no event is fired. A path
+        already being recorded is a success that starts nothing ("Already
+        recording"). Otherwise the file is created (header only) and RECORD_START
+        fires (record_callback, SWITCH_ABC_TYPE_INIT); with a limit the media bug
+        ends itself ``limit_s`` later. ``announce=False`` leaves RECORD_START to
+        :meth:`record_started` (an api command fires it after its reply).
+        """
+        if not ch.is_up or not ch.media:
+            return False  # "Can not record session.  Media not enabled on channel"
+        if path in ch.recordings:
+            return True
+        target = Path(path)
+        who = files.identity(self.settings)
+        if not files.make_folders(target.parent, who):
+            log.debug("Error creating %s", target.parent, extra={"uuid": ch.uuid})
+            ch.set_var("record_completion_cause", "uri-failure")
+            return False
+        if not files.can_write_file(target, who) or not files.open_recording(target, who):
+            log.debug("Error opening %s", path, extra={"uuid": ch.uuid})
+            ch.set_var("record_completion_cause", "uri-failure")
+            return False
+        run = RecordRun(path, self.now_us())
+        ch.recordings[path] = run
+        if limit_s > 0:
+            loop = asyncio.get_running_loop()
+            run.limit_timer = loop.call_later(
+                self.clock.real_seconds(limit_s), self.record_session_stop, ch, path
+            )
+        if announce:
+            self.record_started(ch, path)
+        return True
+
+    def record_started(self, ch: Channel, path: str) -> None:
+        """RECORD_START of a recording that runs (record_callback, SWITCH_ABC_TYPE_INIT)."""
+        if path in ch.recordings:
+            self.fire("RECORD_START", ch, post=[("Record-File-Path", path)])
+
+    def record_session_stop(self, ch: Channel, path: str = "all") -> bool:
+        """``switch_ivr_stop_record_session``: stop one path (or ``all``); False if none ran.
+
+        The media bug's close (record_callback, SWITCH_ABC_TYPE_CLOSE): the file is
+        written; ``record_samples/seconds/ms`` and ``record_file_size`` are set; a
+        recording that got no audio is discarded (``RECORD_DISCARDED``, the file
+        removed, ``empty-file``); otherwise the cause is ``success-maxtime``, or
+        ``success-silence`` when the channel is already hung up (no silence detection:
+        speech counts as detected). Then RECORD_STOP (send_record_stop_event).
+        """
+        paths = list(ch.recordings) if path == "all" else [path]
+        stopped = False
+        for one in paths:
+            run = ch.recordings.pop(one, None)
+            if run is None:
+                continue
+            stopped = True
+            if run.limit_timer is not None:
+                run.limit_timer.cancel()
+            ms = max(0, (self.now_us() - run.started_us) // 1000)
+            samples = ms * 8
+            target = Path(one)
+            if samples == 0:
+                ch.set_var("record_file_size", str(files.WAV_HEADER_BYTES))
+                ch.set_var("RECORD_DISCARDED", "true")
+                files.remove(target)
+                cause = "empty-file"
+            else:
+                size = files.write_recording(target, samples)
+                ch.set_var("record_file_size", str(size or files.WAV_HEADER_BYTES))
+                cause = "success-maxtime" if ch.is_up else "success-silence"
+            ch.set_var("record_samples", str(samples))
+            ch.set_var("record_seconds", str(samples // 8000))
+            ch.set_var("record_ms", str(samples // 8))
+            ch.set_var("record_completion_cause", cause)
+            self.fire(
+                "RECORD_STOP",
+                ch,
+                post=[("Record-File-Path", one), ("Record-Completion-Cause", cause)],
+            )
+        return stopped
 
     # ---------------------------------------------------------------- hangup
 
@@ -1270,7 +1404,7 @@ class Switch:
     async def _teardown(self, ch: Channel) -> None:
         await asyncio.sleep(0)
         await self._finish_apps(ch)
-        self.record_stop(ch)
+        self.record_session_stop(ch)
         if ch.held:
             ch.held = False
         partner = ch.partner
@@ -1290,7 +1424,7 @@ class Switch:
                         partner, ch.hangup_cause or "NORMAL_CLEARING", "send_bye", teardown=False
                     )
                     await self._finish_apps(partner)
-                    self.record_stop(partner)
+                    self.record_session_stop(partner)
                     self.complete_hangup(partner)
                     self.unbridge_event(ch, partner)
                     self.destroy(partner)
@@ -1442,19 +1576,3 @@ def append_history(ch: Channel, src: str) -> None:
         value = f"ARRAY::{history}|:{src}"
     ch.set_var("transfer_history", value)
     ch.set_var("transfer_source", src)
-
-
-def _write_silence(path: str, samples: int) -> None:
-    """Write a mono 8 kHz 16-bit WAV of silence (what the recording would have held)."""
-    import struct
-
-    try:
-        data_len = samples * 2
-        header = b"RIFF" + struct.pack("<I", 36 + data_len) + b"WAVEfmt "
-        header += struct.pack("<IHHIIHH", 16, 1, 1, 8000, 16000, 2, 16)
-        header += b"data" + struct.pack("<I", data_len)
-        with open(path, "wb") as f:
-            f.write(header)
-            f.write(bytes(min(data_len, 16_000 * 3600)))
-    except OSError:
-        log.debug("recording path not writable", extra={"path": path})
