@@ -208,6 +208,8 @@ class Call:
             return "unknown"
         if self.state is CallState.ENDED and self.last_state is CallState.AFTER_AGENT:
             return "agent" if self.agent_left_first else "system"
+        if self.agent_left_first and self.last_state is CallState.CONNECTED:
+            return "agent"  # the agent's phone hung up and the switch ended the caller
         if self.caller_hung_up:
             return "caller"
         return "system"

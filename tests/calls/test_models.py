@@ -132,3 +132,13 @@ def test_an_ended_call_takes_no_more_events() -> None:
     call.move(CallInput.HANGUP)
     with pytest.raises(IllegalTransition):
         call.move(CallInput.ANSWER)
+
+
+def test_an_agent_who_hangs_up_first_hung_up_even_when_the_caller_is_not_kept() -> None:
+    call = _call()
+    for event in (CallInput.ANSWER, CallInput.ENQUEUE, CallInput.OFFER, CallInput.BRIDGE):
+        call.move(event)
+    call.agent_left_first = True  # the agent leg ended with recv_bye
+    call.hangup_disposition = "send_bye"  # then the switch ended the caller's leg
+    call.move(CallInput.HANGUP)
+    assert (call.outcome, call.hung_up_by) == (Outcome.ANSWERED, "agent")
