@@ -166,6 +166,20 @@ class Rig:
             **{"Hangup-Cause": cause, "variable_sip_hangup_disposition": disposition},
         )
 
+    async def answered(self, uuid: str = CALLER) -> str:
+        """The offered agent answers: the job's ``+OK``, then the engine's uuid_bridge."""
+        leg = self.offered_leg(uuid)
+        self.port.job(leg, "+OK " + leg)
+        await self.until(lambda: [c for c in self.port.sent("uuid_bridge") if c[1] == uuid])
+        return leg
+
+    async def connected(self, uuid: str = CALLER) -> str:
+        """The offered agent answers and the switch reports the bridge."""
+        leg = await self.answered(uuid)
+        bridge = {"Bridge-A-Unique-ID": uuid, "Bridge-B-Unique-ID": leg}
+        self.event("CHANNEL_BRIDGE", uuid, **bridge)
+        return leg
+
     def offered_leg(self, uuid: str = CALLER) -> str:
         leg = self.engine.calls[uuid].offer_leg
         assert leg is not None

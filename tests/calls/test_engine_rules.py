@@ -107,9 +107,7 @@ async def test_uuid_bridge_ok_is_not_a_bridge_until_the_bridge_event(tmp_path: P
     rig = Rig(tmp_path, "a1")
     rig.sign_in("a1")
     await rig.queued_call()
-    leg = rig.offered_leg()
-    rig.port.job(leg, "+OK " + leg)
-    await rig.until(lambda: rig.port.sent("uuid_bridge"))
+    leg = await rig.answered()
     await rig.settle()
     assert rig.engine.calls[CALLER].state is CallState.OFFERING  # +OK alone is no bridge
     rig.hangup_complete(leg, "recv_bye")  # the agent's leg dies before CHANNEL_BRIDGE
@@ -124,10 +122,7 @@ async def test_the_bridge_event_connects_the_call(tmp_path: Path) -> None:
     rig = Rig(tmp_path, "a1")
     rig.sign_in("a1")
     await rig.queued_call()
-    leg = rig.offered_leg()
-    rig.port.job(leg, "+OK " + leg)
-    await rig.until(lambda: rig.port.sent("uuid_bridge"))
-    rig.event("CHANNEL_BRIDGE", CALLER, **{"Bridge-A-Unique-ID": CALLER, "Bridge-B-Unique-ID": leg})
+    await rig.connected()
     call = rig.engine.calls[CALLER]
     assert call.state is CallState.CONNECTED and call.agent_id == "a1"
     assert rig.roster.get("a1").state is AgentState.IN_CALL
@@ -152,10 +147,7 @@ async def test_the_survey_plays_when_the_re_park_comes_before_the_agents_hangup(
     rig.engine.flows = Flows()  # type: ignore[assignment]
     rig.sign_in("a1")
     await rig.queued_call()
-    leg = rig.offered_leg()
-    rig.port.job(leg, "+OK " + leg)
-    await rig.until(lambda: rig.port.sent("uuid_bridge"))
-    rig.event("CHANNEL_BRIDGE", CALLER, **{"Bridge-B-Unique-ID": leg})
+    leg = await rig.connected()
     rig.park(CALLER, state="CS_PARK")  # park_after_bridge re-parks the caller first...
     rig.hangup_complete(leg, "recv_bye")  # ...then the agent's leg completes
     await rig.until(lambda: surveyed)
@@ -263,10 +255,7 @@ async def test_ghost_calls_end_after_a_reconnect_and_free_their_agents(tmp_path:
     rig = Rig(tmp_path, "a1", "a2")
     rig.sign_in("a1", "a2")
     await rig.queued_call(CALLER)
-    leg = rig.offered_leg(CALLER)
-    rig.port.job(leg, "+OK " + leg)
-    await rig.until(lambda: rig.port.sent("uuid_bridge"))
-    rig.event("CHANNEL_BRIDGE", CALLER, **{"Bridge-B-Unique-ID": leg})
+    await rig.connected(CALLER)
     await rig.queued_call(SECOND, "13900139000")
     ringing = rig.offered_leg(SECOND)
     rig.port.drop()  # both hang up while the connection is down: their events are lost
@@ -298,10 +287,7 @@ async def test_re_adoption_does_not_release_an_agent_talking_on_another_node(
     two.engine.roster = one.roster
     one.sign_in("a1")
     await one.queued_call()
-    leg = one.offered_leg()
-    one.port.job(leg, "+OK " + leg)
-    await one.until(lambda: one.port.sent("uuid_bridge"))
-    one.event("CHANNEL_BRIDGE", CALLER, **{"Bridge-B-Unique-ID": leg})
+    await one.connected()
     assert one.roster.get("a1").state is AgentState.IN_CALL
     one.port.replies["uuid_exists"] = lambda _: "true"
     for rig in (one, two):
