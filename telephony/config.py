@@ -76,6 +76,29 @@ class Settings(BaseSettings):
     recordings_dir: Path | None = Field(
         default=None, description="where recordings are written (default DATA_DIR/recordings)"
     )
+    recordings_group: str | None = Field(
+        default=None,
+        description="group (name or gid) of the recordings folders; put the switch's user in it "
+        "(unset: the group 'freeswitch' when the host has one, else the control plane's own)",
+    )
+    recordings_mode: int = Field(
+        default=0o2775,
+        ge=0,
+        le=0o7777,
+        description="mode of the recordings folders, in octal (2775: group-writable, setgid so "
+        "what the switch writes gets the folder's group)",
+    )
+    recordings_owner: str | None = Field(
+        default=None,
+        description="owner (name or uid) of the recordings folders (unset: the control "
+        "plane's user; another owner needs root)",
+    )
+    recording_probe_timeout_seconds: float = Field(
+        default=10.0,
+        gt=1.0,
+        description="how long the recording probe (a short recording through each node, at "
+        "every connect) may take before the node is reported unable to record",
+    )
     ring_timeout_seconds: float = Field(
         default=15.0, gt=0, description="how long an agent's phone rings before the call moves on"
     )
@@ -141,6 +164,18 @@ class Settings(BaseSettings):
     @classmethod
     def _valid_listen(cls, value: str) -> str:
         split_host_port(value, 8080)
+        return value
+
+    @field_validator("recordings_mode", mode="before")
+    @classmethod
+    def _octal_mode(cls, value: Any) -> Any:
+        """A mode written as text is octal (``2775``, ``0o2775``, ``02775``), as chmod reads it."""
+        if isinstance(value, str):
+            text = value.strip().lower().removeprefix("0o")
+            try:
+                return int(text, 8)
+            except ValueError:
+                raise ValueError(f"{value!r} is not an octal mode such as 2775") from None
         return value
 
     @field_validator("database_url")
@@ -209,8 +244,10 @@ def describe_settings() -> list[tuple[str, str, str]]:
     for name, info in Settings.model_fields.items():
         if name == "data_dir":
             default = str(default_data_dir())
-        elif name in ("database_url", "recordings_dir"):
+        elif name in ("database_url", "recordings_dir", "recordings_group", "recordings_owner"):
             default = "unset"
+        elif name == "recordings_mode":
+            default = f"{info.default:o}"
         else:
             default = str(info.default)
         rows.append((_env_name(name), default, info.description or ""))

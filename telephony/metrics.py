@@ -120,6 +120,13 @@ class Metrics:
             ["node", "reason"],
             registry=r,
         )
+        self.recording_probe_ok = Gauge(
+            "telephony_recording_probe_ok",
+            "1 when the node's last recording probe (a short recording through the switch "
+            "into each recordings folder, checked here) succeeded, 0 when it failed",
+            ["node"],
+            registry=r,
+        )
         self.calls_refused = Counter(
             "telephony_calls_refused",
             "New calls refused before answer because the control plane was over capacity",
