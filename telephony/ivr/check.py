@@ -15,8 +15,10 @@ Errors (the flow is refused by ``ivr check`` and by the hot reload):
 * a transfer number that is not a telephone number.
 
 Warnings (reported, not refused): dead ends (a node with no ``next``, a menu
-or collect with no ``fallback``: the call is hung up there) and
-``${variables}`` that no node sets.
+or collect with no ``fallback``: the call is hung up there; a voicemail with
+no ``fallback`` for a message that cannot be recorded), a voicemail with no
+``failed_prompt`` (the caller is not told), and ``${variables}`` that no
+node sets.
 """
 
 from __future__ import annotations
@@ -80,6 +82,8 @@ def successors(node: Node) -> list[tuple[str, str]]:
         out.append(("next", node.next))
         if node.blocked:
             out.append(("blocked", node.blocked))
+    elif isinstance(node, VoicemailNode) and node.fallback:
+        out.append(("fallback", node.fallback))
     elif isinstance(node, PlayNode | SpeakNode | SayNode | SetNode | SubflowNode) and node.next:
         out.append(("next", node.next))
     return out
@@ -114,6 +118,8 @@ def prompts_of(node: Node) -> Iterator[tuple[str, Prompt, bool]]:
         yield "prompt", node.prompt, False
         if node.goodbye:
             yield "goodbye", node.goodbye, False
+        if node.failed_prompt:
+            yield "failed_prompt", node.failed_prompt, False
     elif isinstance(node, BlockedCheckNode) and node.prompt:
         yield "prompt", node.prompt, False
     elif isinstance(node, HangupNode) and node.goodbye:
@@ -241,6 +247,19 @@ class _FlowChecker:
             )
         if isinstance(node, CollectNode) and node.next is None:
             self.warn(lf.node_line(node_id), f"dead end: the call is hung up after {node_id!r}")
+        if isinstance(node, VoicemailNode):
+            if node.failed_prompt is None:
+                self.warn(
+                    lf.node_line(node_id),
+                    f"{node_id!r} has no failed_prompt: a caller whose message cannot be"
+                    " recorded is not told",
+                )
+            if node.fallback is None:
+                self.warn(
+                    lf.node_line(node_id),
+                    f"dead end: {node_id!r} has no fallback; the call is hung up when the"
+                    " message cannot be recorded",
+                )
 
     def check_prompt(self, where: tuple[str, ...], prompt: Prompt, *, digits: bool) -> None:
         line = self.loaded.lines.line(*where)

@@ -33,6 +33,12 @@ Rules
     * The caller hanging up ends the walk (``caller_hung_up``). A channel
       failure ends it with ``on_error`` (by default: queue in ``general``),
       so a broken switch command never loses the citizen's call.
+    * A voice message that cannot be recorded (the channel knows it before
+      trying, :meth:`IvrChannel.cannot_record`, or :class:`RecordingFailed`)
+      is a ``voicemail_failed`` step: the caller hears the node's
+      ``failed_prompt`` and the walk goes on at its ``fallback`` (or hangs
+      up: ``voicemail_failed``); the result's ``voicemail_failed`` keeps the
+      reason for the CDR whatever the walk ends with.
 
 The post-call survey (:func:`run_survey`) is a one-question menu on the same
 channel, called by the engine when the agent hangs up first.
@@ -141,6 +147,20 @@ class ChannelError(Exception):
     """The channel could not do what was asked (switch error, timeout)."""
 
 
+class RecordingFailed(Exception):
+    """A voice message could not be recorded; ``reason`` says why (the switch's words).
+
+    ``hung_up``: the switch ended the call while failing (FreeSWITCH's ``record``
+    application hangs up a channel whose file it cannot open), so the caller
+    cannot be told.
+    """
+
+    def __init__(self, reason: str, *, hung_up: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.hung_up = hung_up
+
+
 class IvrChannel(Protocol):
     """What the interpreter needs from a call's channel."""
 
@@ -168,7 +188,14 @@ class IvrChannel(Protocol):
         ...
 
     async def record(self, mailbox: str, max_seconds: int, beep: bool) -> Recording | None:
-        """Record a voice message; None if nothing was recorded."""
+        """Record a voice message; None if nothing was recorded.
+
+        Raises RecordingFailed when the message could not be recorded.
+        """
+        ...
+
+    def cannot_record(self) -> str | None:
+        """Why a voice message cannot be recorded now (known before trying), or None."""
         ...
 
     async def is_blocked(self) -> bool:
@@ -247,6 +274,7 @@ StepKind = Literal[
     "return",
     "action",
     "error",
+    "voicemail_failed",
 ]
 
 
@@ -274,6 +302,9 @@ class IvrResult:
     steps: tuple[Step, ...]
     variables: Mapping[str, str]
     keys: str
+    #: Why the caller's voice message could not be recorded (None: no failed message).
+    #: The action is then the voicemail node's fallback, or Hangup("voicemail_failed").
+    voicemail_failed: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,6 +360,7 @@ class _Walk:
     flow_id: str = ""
     node_id: str = ""
     visits: int = 0
+    voicemail_failed: str | None = None
 
     @property
     def loaded(self) -> LoadedFlow:
@@ -480,16 +512,7 @@ class _Walk:
             self.step("action", f"transfer to {number}")
             return Transfer(number)
         if isinstance(node, VoicemailNode):
-            await self.play(node.prompt)
-            recording = await ch.record(node.mailbox, node.max_seconds, node.beep)
-            await self.play(node.goodbye)
-            where = recording.path if recording else "nothing recorded"
-            self.step("action", f"voice message for {node.mailbox!r}: {where}")
-            return Voicemail(
-                node.mailbox,
-                recording.path if recording else None,
-                recording.seconds if recording else None,
-            )
+            return await self.voicemail(node)
         if isinstance(node, HangupNode):
             await self.play(node.goodbye)
             self.step("action", f"hang up ({node.reason})")
@@ -504,6 +527,45 @@ class _Walk:
             return self.flow.start
         assert isinstance(node, ReturnNode)
         return _Return()
+
+    async def voicemail(self, node: VoicemailNode) -> str | Action:
+        """Take the message; one that cannot be recorded is told, then ``fallback``."""
+        ch = self.channel
+        reason = ch.cannot_record()
+        if reason is None:
+            await self.play(node.prompt)
+            try:
+                recording = await ch.record(node.mailbox, node.max_seconds, node.beep)
+            except RecordingFailed as exc:
+                if exc.hung_up:
+                    self._voicemail_failed(node, exc.reason)
+                    self.step("action", "the switch hung up the call")
+                    return Hangup("voicemail_failed")
+                reason = exc.reason
+            else:
+                await self.play(node.goodbye)
+                where = recording.path if recording else "nothing recorded"
+                self.step("action", f"voice message for {node.mailbox!r}: {where}")
+                return Voicemail(
+                    node.mailbox,
+                    recording.path if recording else None,
+                    recording.seconds if recording else None,
+                )
+        self._voicemail_failed(node, reason)
+        await self.play(node.failed_prompt)
+        if node.fallback is None:
+            self.step("action", "the message cannot be recorded: hang up")
+            return Hangup("voicemail_failed")
+        self.step("branch", f"fallback -> {node.fallback}")
+        return node.fallback
+
+    def _voicemail_failed(self, node: VoicemailNode, reason: str) -> None:
+        self.voicemail_failed = reason
+        self.step("voicemail_failed", f"voice message for {node.mailbox!r} not recorded: {reason}")
+        log.error(
+            "voice message not recorded",
+            extra={"call": self.channel.uuid, "mailbox": node.mailbox, "reason": reason},
+        )
 
     async def attempts(
         self,
@@ -652,6 +714,7 @@ async def run_flow(
         steps=tuple(walk.steps),
         variables=variables,
         keys="".join(walk.keys),
+        voicemail_failed=walk.voicemail_failed,
     )
 
 

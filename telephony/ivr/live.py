@@ -33,6 +33,21 @@ A CHANNEL_EXECUTE_COMPLETE with ``Answer-State: hangup`` (``PLAYBACK
 ERROR``), or :class:`~telephony.esl.port.EslChannelGone`, means the caller
 hung up: :class:`CallerHungUp`. Any other port error is a
 :class:`ChannelError`.
+
+A voice message the switch cannot write. FreeSWITCH's ``record``
+(mod_dptools ``record_function`` -> ``switch_ivr_record_file``,
+src/switch_ivr_play_say.c) does not fail gracefully: when
+``switch_core_file_open`` fails it hangs the channel up with
+``DESTINATION_OUT_OF_ORDER`` itself, before any RECORD_START, and nothing
+can be told to the citizen after that. So the channel asks first:
+``cannot_record`` (the engine passes the node's latest recording probe of
+the voice-message folder, :mod:`telephony.recording.probe`) gives the
+reason when the probe found the folder unwritable, and the interpreter tells
+the caller and goes to the node's fallback without running ``record``. If
+``record`` fails anyway (the folder changed since the probe), the
+completion shows it (``Hangup-Cause: DESTINATION_OUT_OF_ORDER``, no
+``record_ms``): :class:`RecordingFailed` with ``hung_up``, so the result
+still says the message failed.
 """
 
 from __future__ import annotations
@@ -54,6 +69,7 @@ from telephony.ivr.interpreter import (
     CollectResult,
     PromptSpec,
     Recording,
+    RecordingFailed,
 )
 
 log = logging.getLogger(__name__)
@@ -157,6 +173,25 @@ def hung_up(event: Event) -> bool:
     return event.get("Answer-State") == "hangup" or event.get("Channel-Call-State") == "HANGUP"
 
 
+#: The cause ``switch_ivr_record_file`` hangs a channel up with when it cannot open the file.
+RECORD_OPEN_FAILED = "DESTINATION_OUT_OF_ORDER"
+
+
+def record_open_failed(event: Event) -> bool:
+    """Whether a ``record`` completion says the switch could not open the file.
+
+    The switch then hung the channel up (``DESTINATION_OUT_OF_ORDER``) without
+    recording anything: no ``record_ms``/``record_seconds`` on the channel (they
+    are set at RECORD_STOP, which never came).
+    """
+    return (
+        hung_up(event)
+        and (event.get("Hangup-Cause") or event.variable("hangup_cause")) == RECORD_OPEN_FAILED
+        and event.variable("record_ms") is None
+        and event.variable("record_seconds") is None
+    )
+
+
 class LiveChannel:
     """An :class:`~telephony.ivr.interpreter.IvrChannel` on one FreeSWITCH channel.
 
@@ -165,7 +200,8 @@ class LiveChannel:
     path). ``voicemail_dir`` is where FreeSWITCH writes voice messages
     (``<dir>/<mailbox>-<uuid>.wav``; the folder must exist on the switch).
     ``blocked`` answers whether a number is blocked (the engine passes its
-    blocked-numbers lookup).
+    blocked-numbers lookup). ``cannot_record`` says why a voice message cannot
+    be recorded now (the node's recording probe), None when it can be tried.
     """
 
     def __init__(
@@ -181,6 +217,7 @@ class LiveChannel:
         path_for_switch: Callable[[str], str] | None = None,
         command_timeout: float = 120.0,
         variables: Mapping[str, str] | None = None,
+        cannot_record: Callable[[], str | None] | None = None,
     ) -> None:
         self.port = port
         self._uuid = commands.check_uuid(uuid)
@@ -194,6 +231,7 @@ class LiveChannel:
         self._vars: dict[str, str] = dict(variables or {})
         self._counter = itertools.count(1)
         self._tts: tuple[str, str] | None = None
+        self._cannot_record = cannot_record
 
     @property
     def uuid(self) -> str:
@@ -277,8 +315,15 @@ class LiveChannel:
             terminator = used
         return CollectResult(digits, terminator)
 
+    def cannot_record(self) -> str | None:
+        """Why a voice message cannot be recorded (the node's last probe), or None."""
+        return self._cannot_record() if self._cannot_record is not None else None
+
     async def record(self, mailbox: str, max_seconds: int, beep: bool) -> Recording | None:
-        """Record a voice message for ``mailbox``."""
+        """Record a voice message for ``mailbox`` (see the module docstring for failures)."""
+        reason = self.cannot_record()
+        if reason is not None:
+            raise RecordingFailed(reason)
         # One flat folder: `record` does not create missing folders on the switch.
         path = f"{self._voicemail_dir}/{_name(mailbox, 'mailbox')}-{self._uuid}.wav"
         try:  # the prompt says "press # to finish"
@@ -289,9 +334,29 @@ class LiveChannel:
             raise ChannelError(f"uuid_setvar: {exc}") from exc
         if beep:
             await self._execute("playback", BEEP)
-        event = await self._execute(
-            "record", record_arg(path, max_seconds), self._timeout + max_seconds
-        )
+        try:
+            event = await self.port.execute(
+                self._uuid,
+                "record",
+                record_arg(path, max_seconds),
+                timeout=self._timeout + max_seconds,
+            )
+        except EslChannelGone as exc:
+            raise CallerHungUp() from exc
+        except (EslError, commands.UnsafeValue) as exc:
+            raise ChannelError(f"record: {exc}") from exc
+        if record_open_failed(event):
+            log.error(
+                "the switch could not open the voice message file and hung up",
+                extra={"call": self._uuid, "path": path},
+            )
+            raise RecordingFailed(
+                f"the switch cannot write {self._voicemail_dir} (record hung up the call:"
+                f" {RECORD_OPEN_FAILED})",
+                hung_up=True,
+            )
+        if hung_up(event):
+            raise CallerHungUp()
         seconds = event.variable("record_seconds")
         try:
             length = float(seconds) if seconds else None

@@ -43,6 +43,7 @@ PROMPTS: dict[str, str] = {
     "prompts/common/holiday.wav": "今天是法定节假日，人工服务暂停。",
     "prompts/common/leave_message.wav": "请在提示音后留下您的姓名、电话和诉求，按井号键结束。",
     "prompts/common/message_thanks.wav": "您的留言已记录，我们将在工作时间尽快与您联系。再见。",
+    "prompts/common/message_failed.wav": "对不起，暂时无法为您录制留言。",
     "prompts/common/blocked.wav": "对不起，您的来电暂时无法受理。再见。",
     "prompts/common/goodbye.wav": "感谢您的来电，再见。",
     "prompts/common/ticket_number.wav": "请输入12位工单编号，输入完毕请按井号键。",

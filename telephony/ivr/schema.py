@@ -292,7 +292,12 @@ class TransferNode(_Node):
 
 
 class VoicemailNode(_Node):
-    """End the IVR: take a voice message for a mailbox, then say goodbye."""
+    """End the IVR: take a voice message for a mailbox, then say goodbye.
+
+    When the message cannot be recorded (the switch cannot write the
+    voice-message folder), the caller hears ``failed_prompt`` and the call goes
+    on at ``fallback`` (for example a queue), or is hung up when there is none.
+    """
 
     type: Literal["voicemail"]
     prompt: Prompt
@@ -300,6 +305,13 @@ class VoicemailNode(_Node):
     max_seconds: int = Field(default=120, ge=5, le=600)
     beep: bool = True
     goodbye: Prompt | None = None
+    failed_prompt: Prompt | None = Field(
+        default=None, description="played when the message cannot be recorded"
+    )
+    fallback: NodeId | None = Field(
+        default=None,
+        description="where the call goes when the message cannot be recorded (none: hang up)",
+    )
 
 
 class HangupNode(_Node):

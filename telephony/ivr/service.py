@@ -108,10 +108,13 @@ class IvrService:
         *,
         blocked: Callable[[str], Awaitable[bool]] | None = None,
         hooks: IvrHooks | None = None,
+        voicemail_check: Callable[[str], str | None] | None = None,
     ) -> None:
         self.settings = settings
         self.hooks: IvrHooks = hooks or NoHooks()
         self.blocked = blocked
+        # node -> why voice messages cannot be recorded there (its recording probe), or None
+        self.voicemail_check = voicemail_check
         self.library = FlowLibrary(settings.flows_dir, on_error=self._reload_error)
         self.timer = ReactionTimer(self.hooks.reaction)
 
@@ -144,6 +147,7 @@ class IvrService:
     ) -> LiveChannel:
         """The live channel for a call (it keeps the call's variables)."""
         flow = session.flow.flow
+        check = self.voicemail_check
         return LiveChannel(
             port,
             uuid,
@@ -153,6 +157,7 @@ class IvrService:
             voicemail_dir=self.settings.voicemail_dir,
             blocked=self.blocked,
             path_for_switch=self._path_for_switch,
+            cannot_record=(lambda: check(port.node)) if check is not None else None,
         )
 
     async def run(

@@ -37,7 +37,8 @@ class SimulatedChannel:
     """An :class:`~telephony.ivr.interpreter.IvrChannel` that plays nothing and reads a script.
 
     ``hang_up_after`` makes the caller hang up at that collect attempt
-    (0-based), to test the caller leaving mid-flow. ``played`` lists every
+    (0-based), to test the caller leaving mid-flow. ``voicemail_fails`` makes
+    every voice message fail with that reason. ``played`` lists every
     prompt, ``requests`` every collect attempt, for tests.
     """
 
@@ -52,6 +53,7 @@ class SimulatedChannel:
         uuid: str = "sim-0001",
         hang_up_after: int | None = None,
         voicemail_seconds: float = 12.0,
+        voicemail_fails: str | None = None,
     ) -> None:
         self._script = list(digits)
         self._at = at or dt.datetime(2026, 3, 10, 10, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))
@@ -63,6 +65,7 @@ class SimulatedChannel:
         self._uuid = uuid
         self._hang_up_after = hang_up_after
         self._voicemail_seconds = voicemail_seconds
+        self._voicemail_fails = voicemail_fails
         self.variables: dict[str, str] = {}
         self.played: list[PromptSpec] = []
         self.requests: list[CollectRequest] = []
@@ -113,6 +116,10 @@ class SimulatedChannel:
         )
         self.recordings.append(recording)
         return recording
+
+    def cannot_record(self) -> str | None:
+        """``voicemail_fails``: the reason a voice message cannot be recorded (None: it can)."""
+        return self._voicemail_fails
 
     async def is_blocked(self) -> bool:
         """Whether the caller's number is blocked."""
