@@ -42,6 +42,8 @@ from telephony.esl.transport import EslConnection
 from telephony.ivr.flows_port import EngineFlows
 from telephony.ivr.service import IvrService, IvrSettings
 from telephony.metrics import BufferMetrics, EslMetrics, Metrics
+from telephony.recording.folders import FolderPolicy, prepare
+from telephony.recording.probe import NodeProbe, RecordingHealth
 from telephony.store.buffer import WriteBuffer
 from telephony.store.database import EmbeddedPostgres, create_engine
 from telephony.store.migrate import upgrade
@@ -70,10 +72,20 @@ class Component(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class NodeHealth:
-    """One configured FreeSWITCH node and whether its ESL connection is up."""
+    """One configured FreeSWITCH node: its ESL connection, and whether it can record.
+
+    ``recording`` is ``ok``, why the node's last recording probe failed, ``not
+    checked yet``, or None when no probe runs (no call engine attached).
+    """
 
     node: str
     connected: bool
+    recording: str | None = None
+
+    @property
+    def ready(self) -> bool:
+        """Connected, and recording proven (when a probe runs)."""
+        return self.connected and self.recording in (None, "ok")
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +98,8 @@ class Readiness:
 
     @property
     def ready(self) -> bool:
-        """Database reachable and every configured node connected."""
-        return self.database and bool(self.nodes) and all(n.connected for n in self.nodes)
+        """Database reachable, every configured node connected and (probed) able to record."""
+        return self.database and bool(self.nodes) and all(n.ready for n in self.nodes)
 
 
 class Services:
@@ -118,6 +130,8 @@ class Services:
         # there are no live calls and no ESL connection, and /readyz says so.
         self.calls: CallDirectory = NoCalls()
         self.switches: list[SwitchPort] = []
+        # The nodes' recording probes (filled by attach_call_engine): None, no probe runs.
+        self.recording: RecordingHealth | None = None
         self.components: list[Component] = []
         # Called with a skill group's id after the API created, changed or deleted it.
         self.skill_groups_changed: Callable[[str], None] = lambda group_id: None
@@ -157,7 +171,11 @@ class Services:
         except Exception as exc:  # any failure means "not ready"; the reason is reported
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         up = {s.node for s in self.switches if s.connected}
-        nodes = tuple(NodeHealth(n.name, n.name in up) for n in self.settings.nodes)
+        health = self.recording
+        nodes = tuple(
+            NodeHealth(n.name, n.name in up, None if health is None else health.status(n.name))
+            for n in self.settings.nodes
+        )
         return Readiness(error is None, error, nodes)
 
     def refresh_gauges(self) -> None:
@@ -291,7 +309,8 @@ class NodeEngine:
 def attach_call_engine(services: Services) -> None:
     """Give ``services`` one ESL connection and one call engine per configured node."""
     settings = services.settings
-    settings.voicemail.mkdir(parents=True, exist_ok=True)  # and the recordings folder
+    prepare_recording_folders(settings)
+    recording = services.recording = RecordingHealth(services.metrics)
     engine_settings = EngineSettings(
         recordings_dir=settings.recordings,
         ring_timeout_s=max(1, round(settings.ring_timeout_seconds)),
@@ -302,6 +321,7 @@ def attach_call_engine(services: Services) -> None:
             IvrSettings(flows_dir=settings.ivr_flows, voicemail_dir=str(settings.voicemail)),
             blocked=lambda number: is_blocked(services.database, number),
             hooks=IvrMetrics(services.metrics),
+            voicemail_check=lambda node: recording.reason(node, settings.voicemail),
         )
     )
     services.components.append(flows.service)
@@ -333,6 +353,15 @@ def attach_call_engine(services: Services) -> None:
             flows=flows,
             peers=engines,
             overload=guard,
+            # After each (re)connect's adoption: prove the node can record where it will.
+            on_connect=[
+                NodeProbe(
+                    connection,
+                    [settings.recordings, settings.voicemail],
+                    recording,
+                    timeout=settings.recording_probe_timeout_seconds,
+                )
+            ],
         )
         engine = engines[-1]
         services.switches.append(connection)
@@ -359,6 +388,21 @@ class _Guard:
 
     async def stop(self) -> None:
         self.guard.stop()
+
+
+def prepare_recording_folders(settings: Settings) -> None:
+    """Make ``<recordings>`` and ``<recordings>/voicemail`` writable by the switch's group.
+
+    See :mod:`telephony.recording.folders`; what cannot be applied is logged, and the
+    recording probe then shows whether the switch can write there.
+    """
+    policy = FolderPolicy(
+        mode=settings.recordings_mode,
+        group=settings.recordings_group,
+        owner=settings.recordings_owner,
+    )
+    for folder in (settings.recordings, settings.voicemail):
+        prepare(folder, policy)
 
 
 class IvrMetrics:
