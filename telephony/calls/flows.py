@@ -27,6 +27,9 @@ class FlowOutcome:
     keys: str = ""
     flow: str = ""
     version: str = ""
+    #: The citizen's voice message could not be recorded: the switch's reason
+    #: (the action is then the voicemail node's fallback, or a hang-up).
+    voicemail_failed: str | None = None
 
 
 class CallFlows(Protocol):

@@ -134,6 +134,8 @@ class Intake:
                 outcome = await core.flows.run(
                     core.port, call.uuid, hotline=call.hotline, caller=call.caller
                 )
+            if outcome is not None and outcome.voicemail_failed:
+                core.voicemail_failed(call, outcome.voicemail_failed)  # ended or not
             if call.state is not CallState.IVR:
                 return  # the caller hung up during the flow
             if outcome is None:

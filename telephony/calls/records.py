@@ -56,6 +56,9 @@ def cdr(call: Call) -> Write:
         ),
         "survey_score": call.survey_score,
         "ivr_path": call.ivr_keys or None,
+        "recording_failed": call.recording_failed,
+        "voicemail_path": call.voicemail_path,
+        "voicemail_failed": call.voicemail_failed,
     }
     return Write(_CALLS, row, update=tuple(k for k in row if k != "uuid"))
 

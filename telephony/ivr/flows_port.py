@@ -38,6 +38,7 @@ class EngineFlows:
             keys=result.keys,
             flow=result.flow,
             version=result.version,
+            voicemail_failed=result.voicemail_failed,
         )
 
     async def survey(

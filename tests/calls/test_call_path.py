@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
+import tempfile
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -237,3 +241,64 @@ async def test_a_caller_id_too_long_for_its_column_and_a_gbk_name_lose_no_record
         "select role from call_legs where call_uuid = cast(:u as uuid)", u=call_uuid
     )
     assert sorted(r["role"] for r in legs) == ["agent", "caller"]
+
+
+@pytest.fixture
+async def switch_user_rig(rig: Rig) -> AsyncIterator[Rig]:
+    """The rig with a simulated switch running as its own user (uid and gid 499), and a
+    recordings folder that user can reach (pytest's tmp_path is private to root)."""
+    base = Path(tempfile.mkdtemp(prefix="telephony-rec-", dir="/tmp"))
+    base.chmod(0o755)
+    recordings = base / "recordings"
+    recordings.mkdir()
+    await rig.controller.stop()
+    rig.recordings = recordings
+    rig.controller = await start_controller(rig.sim_port, rig.db, recordings)
+    await rig.sim_api("set", "switch_uid", "499")
+    await rig.sim_api("set", "switch_gid", "499")
+    for n in (1, 2, 3):
+        await rig.add_agent(f"a{n}", f"100{n}")
+        rig.sign_in(f"a{n}")
+        await rig.sim_api("phone", f"100{n}", "answer_after_ms=300")
+    yield rig
+    shutil.rmtree(base, ignore_errors=True)
+
+
+async def test_recordings_the_switch_cannot_write_are_counted_and_claimed_by_no_cdr(
+    switch_user_rig: Rig,
+) -> None:
+    rig = switch_user_rig
+    rig.recordings.chmod(0o755)  # ours alone: a switch running as its own user cannot write
+    calls = [await rig.call(f"1380013800{n}", "hangup_after_s=4") for n in range(3)]
+    for call_uuid in calls:
+        cdr = await rig.wait_for(lambda u=call_uuid: rig.ended_cdr(u), timeout=30)
+        assert cdr["outcome"] == "answered"
+        assert cdr["recording_id"] is None
+        assert cdr["recording_failed"] == "-ERR Cannot record session!"
+        assert not (rig.recordings / f"{call_uuid}.wav").exists()
+    registry = rig.controller.calls.metrics.registry
+    failed = registry.get_sample_value(
+        "telephony_recordings_failed_total",
+        {"node": rig.esl.node, "reason": "start_failed"},
+    )
+    assert failed == len(calls)
+    assert await rig.fetch("select * from recordings") == []
+
+
+async def test_every_answered_call_has_a_recording_with_audio_when_the_switch_can_write(
+    switch_user_rig: Rig,
+) -> None:
+    rig = switch_user_rig
+    os.chown(rig.recordings, -1, 499)  # the switch's group, as serve prepares the folder
+    rig.recordings.chmod(0o2775)
+    calls = [await rig.call(f"1380013900{n}", "hangup_after_s=4") for n in range(3)]
+    for call_uuid in calls:
+        cdr = await rig.wait_for(lambda u=call_uuid: rig.ended_cdr(u), timeout=30)
+        rows = await rig.wait_for(
+            lambda u=call_uuid: rig.fetch(
+                "select * from recordings where call_uuid = cast(:u as uuid)", u=u
+            )
+        )
+        assert str(rows[0]["id"]) == str(cdr["recording_id"]) and cdr["recording_failed"] is None
+        assert rows[0]["seconds"] > 0 and rows[0]["size_bytes"] > 44
+        assert Path(rows[0]["path"]).stat().st_size == rows[0]["size_bytes"]
