@@ -272,9 +272,12 @@ class NodeEngine:
     with backoff in the background and ``/readyz`` says the node is not connected.
     """
 
-    def __init__(self, connection: EslConnection, engine: CallEngine) -> None:
+    def __init__(
+        self, connection: EslConnection, engine: CallEngine, probe: NodeProbe | None = None
+    ) -> None:
         self.connection = connection
         self.engine = engine
+        self.probe = probe
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -302,6 +305,8 @@ class NodeEngine:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.probe is not None:
+            await self.probe.close()
         await self.engine.close()
         await self.connection.close()
 
@@ -343,6 +348,12 @@ def attach_call_engine(services: Services) -> None:
             drop_applications=DIALPLAN_APPLICATIONS,
             hooks=EslMetrics(services.metrics),
         )
+        probe = NodeProbe(
+            connection,
+            [settings.recordings, settings.voicemail],
+            recording,
+            timeout=settings.recording_probe_timeout_seconds,
+        )
         CallEngine(  # appends itself to `engines`, its peers (several nodes)
             connection,
             services.roster,
@@ -354,18 +365,11 @@ def attach_call_engine(services: Services) -> None:
             peers=engines,
             overload=guard,
             # After each (re)connect's adoption: prove the node can record where it will.
-            on_connect=[
-                NodeProbe(
-                    connection,
-                    [settings.recordings, settings.voicemail],
-                    recording,
-                    timeout=settings.recording_probe_timeout_seconds,
-                )
-            ],
+            on_connect=[probe],
         )
         engine = engines[-1]
         services.switches.append(connection)
-        services.components.append(NodeEngine(connection, engine))
+        services.components.append(NodeEngine(connection, engine, probe))
 
     def route_everywhere(agent: Agent) -> None:
         for engine in engines:

@@ -35,6 +35,7 @@ where it cannot, the switch hangs the citizen up (see
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid as uuidlib
@@ -238,7 +239,14 @@ class RecordingHealth:
 
 
 class NodeProbe:
-    """The connect hook of one node: probe each folder, keep the results, log them."""
+    """The connect hook of one node: probe each folder, keep the results, log them.
+
+    A failed probe is tried again every ``retry_s`` seconds while the node stays
+    connected (in the background: the hook itself returns after the first try),
+    so that a folder fixed by hand, or a probe that timed out on a busy switch,
+    makes the node ready again without waiting for a reconnect. The next connect
+    replaces the retries with a fresh probe; :meth:`close` stops them.
+    """
 
     def __init__(
         self,
@@ -248,20 +256,33 @@ class NodeProbe:
         *,
         timeout: float = 10.0,
         record_s: float = 1.0,
+        retry_s: float = 30.0,
     ) -> None:
         self.port = port
         self.folders = list(folders)
         self.health = health
         self.timeout = timeout
         self.record_s = record_s
+        self.retry_s = retry_s
+        self._retry: asyncio.Task[None] | None = None
 
     async def __call__(self) -> None:
+        self._stop_retrying()
+        if not await self.probe_all():
+            self._retry = asyncio.create_task(
+                self._retry_until_ok(), name=f"recording probe {self.port.node}"
+            )
+
+    async def probe_all(self) -> bool:
+        """Probe every folder once; whether all of them passed."""
         node = self.port.node
+        ok = True
         for folder in self.folders:
             result = await probe_recording(
                 self.port, folder, node, self.timeout, record_s=self.record_s
             )
             self.health.record(result)
+            ok = ok and result.ok
             if result.ok:
                 log.info(
                     "recording probe ok",
@@ -272,3 +293,25 @@ class NodeProbe:
                     "the switch cannot record: calls on this node will not be recorded",
                     extra={"node": node, "folder": str(folder), "reason": result.reason},
                 )
+        return ok
+
+    async def _retry_until_ok(self) -> None:
+        while True:
+            await asyncio.sleep(self.retry_s)
+            if not self.port.connected:
+                return  # the next connect probes again
+            if await self.probe_all():
+                return
+
+    def _stop_retrying(self) -> None:
+        if self._retry is not None and not self._retry.done():
+            self._retry.cancel()
+        self._retry = None
+
+    async def close(self) -> None:
+        """Stop retrying (at shutdown)."""
+        task = self._retry
+        self._stop_retrying()
+        if task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -204,3 +204,24 @@ async def test_the_node_probe_checks_both_folders(
     reason = health.reason(connection.node, messages)
     assert reason is not None and reason.startswith("-ERR Cannot record session!")
     assert health.status(connection.node) == reason
+
+
+async def test_a_failed_probe_is_tried_again_until_the_folder_is_fixed(
+    switch: tuple[Simulator, EslConnection], shared: Path
+) -> None:
+    _, connection = switch
+    folder = _folder(shared, 0o755)
+    await _as(connection, SWITCH, SWITCH)
+    health = RecordingHealth(Metrics())
+    probe = NodeProbe(connection, [folder], health, record_s=RECORD_S, retry_s=0.2)
+    await probe()
+    assert health.ok(connection.node) is False
+    folder.chmod(0o777)  # an operator fixes it by hand
+    try:
+        for _ in range(100):
+            if health.ok(connection.node):
+                break
+            await asyncio.sleep(0.05)
+        assert health.status(connection.node) == "ok"
+    finally:
+        await probe.close()
