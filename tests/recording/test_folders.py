@@ -1,4 +1,4 @@
-"""The recordings folders `serve` makes: a group and a mode that a switch of another user can write."""
+"""The recordings folders `serve` makes: a group and mode a switch of another user can write."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from telephony.config import Settings
 from telephony.recording import folders
 from telephony.recording.folders import FolderPolicy, prepare
 from telephony.services import prepare_recording_folders
-from telephony.sim.files import W, X, Identity
+from telephony.sim.files import Identity, W, X
 
 SWITCH = 499
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="changing a folder's group needs root")
