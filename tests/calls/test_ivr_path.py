@@ -349,3 +349,21 @@ async def test_connection_lost_with_20_calls_up_and_half_hung_up_meanwhile(
     assert {str(r["call_uuid"]): r["n"] for r in ended} == {u: 1 for u in calls}
     unseen = [r for r in rows if r["hung_up_by"] == "unknown"]
     assert len(unseen) == len(calls[::2])  # the ten who left during the outage
+
+
+async def test_a_voice_message_ended_by_the_citizens_hang_up_is_a_voice_message(
+    ivr_rig: tuple[Rig, Path],
+) -> None:
+    rig, _ = ivr_rig
+    stream = rig.esl.events()
+    call_uuid = await rig.call("13800000014", hotline="12328")  # never presses a key
+    started = await _event(
+        stream, lambda e: e.name == "RECORD_START" and e.unique_id == call_uuid, timeout=20
+    )
+    await asyncio.sleep(0.2)  # four simulated seconds of the citizen's voice
+    await rig.sim_api("hangup", call_uuid)  # the normal way to end a message
+    cdr = await rig.wait_for(lambda: rig.ended_cdr(call_uuid), timeout=20)
+    assert (cdr["outcome"], cdr["hung_up_by"]) == ("voicemail", "caller")
+    assert cdr["voicemail_path"] == started.get("Record-File-Path")
+    assert cdr["voicemail_failed"] is None
+    assert Path(cdr["voicemail_path"]).stat().st_size > 44
