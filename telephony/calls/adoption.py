@@ -30,7 +30,8 @@ FreeSWITCH replays nothing, so on every connect the engine does three things:
    calls get their music back, and agents the stored state shows ringing, in
    a call or in wrap-up whom no call on any node needs are released, once
    every node has been adopted (an agent talking on another node is not).
-   Then the engine's connect hooks run (the recording probe).
+   Then the engine's connect hooks run (the recording probe), also when the
+   reconciliation or the adoption could not read the node.
 """
 
 from __future__ import annotations
@@ -95,17 +96,14 @@ async def _gather(work: list[Any]) -> list[Any]:
 
 
 async def on_connect(core: EngineCore) -> None:
-    """Reconcile, adopt, resume: see the module docstring."""
-    if not await reconcile(core):
-        return
-    if not await adopt_node(core):
-        return
-    core.adopted_once = True
-    resume(core)
-    release_stale_agents(core)
-    for peer in core.peers():
-        peer.route()
-    for hook in core.connect_hooks:
+    """Reconcile, adopt, resume, then the connect hooks: see the module docstring."""
+    if await reconcile(core) and await adopt_node(core):
+        core.adopted_once = True
+        resume(core)
+        release_stale_agents(core)
+        for peer in core.peers():
+            peer.route()
+    for hook in core.connect_hooks:  # also when the node could not be read (the probe says why)
         try:
             await hook()
         except Exception:
