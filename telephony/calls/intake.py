@@ -189,6 +189,8 @@ class Intake:
             "blocked": Outcome.BLOCKED,
             "voicemail": Outcome.VOICEMAIL,
         }.get(outcome.action, Outcome.SELF_SERVICE)
+        if outcome.voicemail_failed:
+            call.ivr_outcome = Outcome.LOST  # not served: the message could not be taken
         await core.hang_up(
             call, "CALL_REJECTED" if outcome.action == "blocked" else "NORMAL_CLEARING"
         )

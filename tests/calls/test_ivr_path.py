@@ -367,3 +367,23 @@ async def test_a_voice_message_ended_by_the_citizens_hang_up_is_a_voice_message(
     assert cdr["voicemail_path"] == started.get("Record-File-Path")
     assert cdr["voicemail_failed"] is None
     assert Path(cdr["voicemail_path"]).stat().st_size > 44
+
+
+async def test_a_voice_message_the_switch_cannot_record_is_in_the_cdr(
+    ivr_rig: tuple[Rig, Path],
+) -> None:
+    """No probe said so beforehand: FreeSWITCH's record app hangs the citizen up when it
+    cannot open the file. The CDR says the message failed, and the loss is the system's."""
+    rig, _ = ivr_rig
+    voicemail = rig.recordings / "voicemail"
+    voicemail.chmod(0o755)
+    base = rig.recordings.parent
+    for folder in (base, rig.recordings):
+        folder.chmod(0o755)  # the switch's user may pass, not write
+    await rig.sim_api("set", "switch_uid", "499")
+    await rig.sim_api("set", "switch_gid", "499")
+    call_uuid = await rig.call("13800000015", hotline="12328")  # never presses a key
+    cdr = await rig.wait_for(lambda: rig.ended_cdr(call_uuid), timeout=20)
+    assert cdr["voicemail_failed"] and cdr["voicemail_path"] is None
+    assert (cdr["outcome"], cdr["hung_up_by"]) == ("lost", "system")
+    assert cdr["hangup_cause"] == "DESTINATION_OUT_OF_ORDER"
