@@ -65,6 +65,7 @@ async def start_controller(
     recordings: Path,
     flows_dir: Path | None = None,
     ivr_hooks: IvrHooks | None = None,
+    voicemail_check: Callable[[str], str | None] | None = None,
 ) -> Controller:
     """Start a controller the way `telephony serve` does, agents loaded from the database.
 
@@ -87,6 +88,7 @@ async def start_controller(
             ),
             blocked=lambda number: is_blocked(db, number),
             hooks=ivr_hooks or IvrMetrics(metrics),
+            voicemail_check=voicemail_check,
         )
         await ivr.start()
     buffer = WriteBuffer(db)

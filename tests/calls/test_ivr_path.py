@@ -78,6 +78,8 @@ nodes:
     mailbox: "12328"
     max_seconds: 30
     goodbye: prompts/common/message_thanks.wav
+    failed_prompt: prompts/common/message_failed.wav
+    fallback: found
 """
 
 
@@ -387,3 +389,27 @@ async def test_a_voice_message_the_switch_cannot_record_is_in_the_cdr(
     assert cdr["voicemail_failed"] and cdr["voicemail_path"] is None
     assert (cdr["outcome"], cdr["hung_up_by"]) == ("lost", "system")
     assert cdr["hangup_cause"] == "DESTINATION_OUT_OF_ORDER"
+
+
+async def test_a_voice_message_the_probe_says_cannot_be_recorded_is_told_and_queued(
+    ivr_rig: tuple[Rig, Path],
+) -> None:
+    rig, flows = ivr_rig
+    await rig.controller.stop()
+    rig.controller = await start_controller(
+        rig.sim_port,
+        rig.db,
+        rig.recordings,
+        flows,
+        voicemail_check=lambda node: "the switch cannot write the voice-message folder",
+    )
+    await rig.add_agent("a1", "1001", consult=1)
+    rig.sign_in("a1")
+    await rig.sim_api("phone", "1001", "answer_after_ms=300")
+    stream = rig.esl.events()
+    call_uuid = await rig.call("13800000016", "hangup_after_s=30", hotline="12328")
+    await _event(stream, _prompt_started(call_uuid, "message_failed.wav"), timeout=20)
+    cdr = await rig.wait_for(lambda: rig.ended_cdr(call_uuid), timeout=30)
+    assert (cdr["outcome"], cdr["skill_group_id"]) == ("answered", "consult")
+    assert cdr["voicemail_failed"] == "the switch cannot write the voice-message folder"
+    assert cdr["voicemail_path"] is None
