@@ -314,3 +314,39 @@ async def test_a_new_connect_replaces_an_adoption_still_running(tmp_path: Path) 
     await rig.settle()
     assert len(listings) == 1
     await rig.engine.close()
+
+
+async def test_an_ivr_cut_by_a_lost_connection_starts_again_after_the_reconnect(
+    tmp_path: Path,
+) -> None:
+    rig = Rig(tmp_path)
+    runs: list[str] = []
+
+    class Flows:
+        def feed(self, event: object) -> None: ...
+        async def run(self, port: object, uuid: str, **_: object) -> FlowOutcome:
+            runs.append(uuid)
+            if len(runs) == 1:  # the connection drops in the middle of the menu
+                rig.port.drop()
+                return FlowOutcome("queue", group="general", reason="channel_error")
+            return FlowOutcome("queue", group="consult", priority=2, keys="1")
+        async def survey(self, *a: object, **k: object) -> None:
+            return None
+        def forget(self, uuid: str) -> None: ...
+
+    rig.engine.flows = Flows()  # type: ignore[assignment]
+    rig.park()
+    await rig.until(lambda: rig.port.sent("uuid_park"))
+    rig.park(state="CS_PARK")
+    await rig.until(lambda: runs)
+    await rig.settle()
+    call = rig.engine.calls[CALLER]
+    assert call.state is CallState.IVR and not rig.engine.router.queues  # not in `general`
+    rig.port.connected = True
+    rig.port.replies["uuid_exists"] = lambda _: "true"
+    rig.port.replies["show"] = lambda _: '{"row_count":0}\n'
+    await on_connect(rig.engine)
+    await rig.until(lambda: rig.port.playing(CALLER))
+    assert len(runs) == 2
+    assert (call.state, call.skill_group, call.priority) == (CallState.QUEUED, "consult", 2)
+    await rig.engine.close()
