@@ -16,70 +16,26 @@ Run: pytest tests/bench/test_ivr_latency.py -m bench -s
 from __future__ import annotations
 
 import asyncio
-import socket
 import statistics
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from telephony.esl.transport import EslConnection
+from tests.bench.harness import REPO, percentile, sim_port  # noqa: F401
 from tests.calls.conftest import start_controller
 from tests.store.conftest import database, embedded_server, engine  # noqa: F401
 
 pytestmark = pytest.mark.bench
 
-REPO = Path(__file__).resolve().parents[2]
 RATES = (10, 50, 125)
 SECONDS_PER_RATE = 6
 HANGUP_AFTER_S = 8
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def sim_port(tmp_path: Path) -> Iterator[int]:
-    port = _free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "telephony.cli",
-            "--log-level",
-            "WARNING",
-            "sim",
-            "--listen",
-            f"127.0.0.1:{port}",
-        ],
-        stderr=(tmp_path / "sim.log").open("wb"),
-    )
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.1)
-    yield port
-    process.terminate()
-    process.wait(10)
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
 async def test_dtmf_to_next_prompt_latency_under_load(
-    sim_port: int,
+    sim_port: int,  # noqa: F811
     engine: AsyncEngine,  # noqa: F811
     tmp_path: Path,
 ) -> None:
@@ -126,7 +82,7 @@ async def test_dtmf_to_next_prompt_latency_under_load(
             results[rate] = (
                 len(samples),
                 statistics.median(samples),
-                _percentile(samples, 0.99),
+                percentile(samples, 0.99),
                 max(samples),
             )
     finally:
