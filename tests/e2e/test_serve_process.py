@@ -79,7 +79,15 @@ class Stack:
         self.serve = subprocess.Popen(
             [*TELEPHONY, "serve"], env=self.env, stderr=(self.root / "serve.log").open("ab")
         )
-        _until(lambda: self.http.get("/readyz").status_code == 200, 60, "serve to be ready")
+        try:
+            _until(lambda: self.http.get("/readyz").status_code == 200, 90, "serve to be ready")
+        except AssertionError as exc:  # say why: the last /readyz and the end of serve's log
+            try:
+                ready = self.http.get("/readyz").text
+            except httpx.HTTPError as error:
+                ready = repr(error)
+            log = (self.root / "serve.log").read_text(errors="replace")[-3000:]
+            raise AssertionError(f"{exc}; /readyz: {ready}; serve.log: {log}") from None
 
     def cli(self, *args: str) -> str:
         done = subprocess.run(
