@@ -95,6 +95,7 @@ class CallEngine:
         self._peers.append(self)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._adoption: asyncio.Task[Any] | None = None
+        self._event_counters: dict[str, Any] = {}
         self.intake_part = Intake(self)
         self.router = Router(self)
         self.legs = AgentLegs(self)
@@ -141,7 +142,11 @@ class CallEngine:
                     self._adoption.cancel()  # its answers are lost with the connection
                 log.warning("node lost; calls stay in FreeSWITCH", extra={"node": event.node})
             else:
-                self.metrics.esl_events.labels(self.port.node, event.name).inc()
+                counter = self._event_counters.get(event.name)
+                if counter is None:  # labels() costs more than the count: once per name
+                    counter = self.metrics.esl_events.labels(self.port.node, event.name)
+                    self._event_counters[event.name] = counter
+                counter.inc()
                 if self.flows is not None:
                     self.flows.feed(event)
                 handler = self._handlers.get(event.name)

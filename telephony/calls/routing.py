@@ -18,6 +18,7 @@ import asyncio
 import functools
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 from telephony.acd.agent_state import AgentState
 from telephony.acd.queue import SkillGroupQueue, Waiting, longest_idle_agent, serves
@@ -43,6 +44,7 @@ class Router:
         self.queues: dict[str, SkillGroupQueue] = {}
         self._music: dict[str, asyncio.Task[None]] = {}
         self._retry: asyncio.TimerHandle | None = None
+        self._gauges: dict[str, Any] = {}
 
     def enqueue(self, call: Call) -> None:
         """Put a call in its skill group's queue, start music on hold, and route."""
@@ -166,7 +168,10 @@ class Router:
 
     def _queue_changed(self) -> None:
         for group, queue in self.queues.items():
-            self.core.metrics.queue_length.labels(group).set(len(queue))
+            gauge = self._gauges.get(group)
+            if gauge is None:
+                gauge = self._gauges[group] = self.core.metrics.queue_length.labels(group)
+            gauge.set(len(queue))
 
     def close(self) -> None:
         if self._retry is not None:

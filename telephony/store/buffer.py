@@ -62,6 +62,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -218,17 +219,23 @@ def _sorted_tables(batch: Sequence[Write]) -> list[Table]:
     return list(batch[0].table.metadata.sorted_tables)
 
 
+@functools.lru_cache(maxsize=256)
+def _statement(table: Table, update: tuple[str, ...]) -> Any:
+    """The insert-or-ignore / upsert of ``table``, built once per table and update set
+    (building ``excluded`` and the conflict clause again for every batch cost more CPU
+    than running the statement)."""
+    statement = insert(table)
+    pk = [c.name for c in table.primary_key.columns]
+    if update:
+        return statement.on_conflict_do_update(
+            index_elements=pk, set_={c: statement.excluded[c] for c in update}
+        )
+    return statement.on_conflict_do_nothing(index_elements=pk)
+
+
 async def _execute(connection: AsyncConnection, group: list[Write]) -> None:
     first = group[0]
-    statement = insert(first.table)
-    pk = [c.name for c in first.table.primary_key.columns]
-    if first.update:
-        statement = statement.on_conflict_do_update(
-            index_elements=pk, set_={c: statement.excluded[c] for c in first.update}
-        )
-    else:
-        statement = statement.on_conflict_do_nothing(index_elements=pk)
-    await connection.execute(statement, [dict(w.row) for w in group])
+    await connection.execute(_statement(first.table, first.update), [dict(w.row) for w in group])
 
 
 #: SQLSTATE classes that say "not now" rather than "not this row": connection exception,
