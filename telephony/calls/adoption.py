@@ -97,12 +97,15 @@ async def _gather(work: list[Any]) -> list[Any]:
 
 async def on_connect(core: EngineCore) -> None:
     """Reconcile, adopt, resume, then the connect hooks: see the module docstring."""
-    if await reconcile(core) and await adopt_node(core):
-        core.adopted_once = True
-        resume(core)
-        release_stale_agents(core)
-        for peer in core.peers():
-            peer.route()
+    try:
+        if await reconcile(core) and await adopt_node(core):
+            core.adopted_once = True
+            resume(core)
+            release_stale_agents(core)
+            for peer in core.peers():
+                peer.route()
+    except Exception:  # one odd channel must not stop the rest of the connect's work
+        log.exception("re-adoption failed", extra={"node": core.port.node})
     for hook in core.connect_hooks:  # also when the node could not be read (the probe says why)
         try:
             await hook()
@@ -221,8 +224,9 @@ def _adopt_caller(
             call.recording_started_at = call.agent_answered_at
         core.adopt(call)
         core.agent_legs[leg] = uuid
-        if agent_id in core.roster.agents:
-            core.roster.apply(agent_id, AgentEvent.RESUME_CALL)
+        agent = core.roster.agents.get(agent_id)
+        if agent is not None and agent.state is not AgentState.IN_CALL:
+            core.roster.apply(agent_id, AgentEvent.RESUME_CALL)  # stored as in_call: stays
         return
     call.legs[uuid] = Leg(
         uuid,

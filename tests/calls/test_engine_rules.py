@@ -7,6 +7,7 @@ so the order of replies and events is the test's, not the simulator's.
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
@@ -350,3 +351,38 @@ async def test_an_ivr_cut_by_a_lost_connection_starts_again_after_the_reconnect(
     assert len(runs) == 2
     assert (call.state, call.skill_group, call.priority) == (CallState.QUEUED, "consult", 2)
     await rig.engine.close()
+
+
+async def test_a_bridged_call_whose_agent_is_stored_in_call_is_adopted_and_hooks_run(
+    tmp_path: Path,
+) -> None:
+    rig = Rig(tmp_path, "a1")
+    rig.roster.get("a1").state = AgentState.IN_CALL  # as the killed process stored it
+    leg = "0f8e6a9e-1111-4c1e-9a6b-0000000000aa"
+    rows = [
+        {"uuid": CALLER, "state": "CS_SOFT_EXECUTE"},
+        {"uuid": leg, "state": "CS_EXCHANGE_MEDIA"},
+    ]
+    rig.port.replies["show"] = lambda _: json.dumps({"row_count": 2, "rows": rows})
+    dumps = {
+        CALLER: {
+            "Unique-ID": CALLER,
+            "Call-Direction": "inbound",
+            "variable_hotline": "12345",
+            "variable_tel_state": "connected",
+            "variable_tel_agent": "a1",
+            "variable_tel_agent_leg": leg,
+        },
+        leg: {"Unique-ID": leg, "Call-Direction": "outbound", "variable_hotline_call": CALLER},
+    }
+    rig.port.replies["uuid_dump"] = lambda command: json.dumps(dumps[command[1]])
+    probed: list[bool] = []
+
+    async def probe() -> None:
+        probed.append(True)
+
+    rig.engine.connect_hooks = [probe]
+    await on_connect(rig.engine)
+    assert probed and rig.engine.adopted_once
+    assert rig.engine.calls[CALLER].state is CallState.CONNECTED
+    assert rig.roster.get("a1").state is AgentState.IN_CALL
