@@ -17,7 +17,7 @@ from telephony.acd.roster import Roster
 from telephony.calls.core import EngineSettings
 from telephony.calls.engine import CallEngine
 from telephony.esl.messages import ApiResponse, Event
-from telephony.esl.port import EslChannelGone, EslCommandError, EslDisconnected, SwitchEvent
+from telephony.esl.port import EslCommandError, EslDisconnected, SwitchEvent
 from telephony.store.buffer import Write, WriteBuffer
 
 CALLER = "0f8e6a9e-1111-4c1e-9a6b-000000000001"
@@ -193,7 +193,3 @@ class Rig:
     async def settle(self) -> None:
         for _ in range(20):
             await asyncio.sleep(0)
-
-
-def gone(uuid: str) -> EslChannelGone:
-    return EslChannelGone(f"{uuid} gone")
