@@ -842,6 +842,8 @@ class EslConnection:
         finally:
             if self._executes.pop(event_uuid, None) is not None:
                 self._forget_execute(uuid, event_uuid)
+            if done.done() and not done.cancelled():
+                done.exception()  # the channel ended before the sendmsg reply: seen, not lost
 
     async def hangup(
         self, uuid: str, cause: str = "NORMAL_CLEARING", *, timeout: float | None = None

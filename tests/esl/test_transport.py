@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 from collections.abc import AsyncIterator, Callable
 
@@ -226,6 +227,33 @@ async def test_execute_fails_when_the_channel_ends_without_completion(
     with pytest.raises(EslChannelGone) as info:
         await conn.execute(CALLER, "play_and_get_digits", "1 1 3 5000 # a.wav b.wav digit \\d")
     assert info.value.event is not None and info.value.event.name == "CHANNEL_HANGUP_COMPLETE"
+
+
+async def test_a_channel_that_ends_before_the_sendmsg_reply_leaves_no_unseen_error(
+    conn: EslConnection, switch: FakeSwitch
+) -> None:
+    """Under load the hang-up can come before the reply: the reply's -ERR is raised, and
+    the completion's EslChannelGone is seen (no 'exception was never retrieved')."""
+
+    async def on_command(command: Command, session: Session) -> bool:
+        if command.name != "sendmsg":
+            return False
+        session.event(channel_event("CHANNEL_HANGUP_COMPLETE", CALLER))
+        session.send(serialize.command_reply("-ERR invalid session id [gone]"))
+        return True
+
+    switch.on_command = on_command
+    unseen: list[dict[str, object]] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _loop, context: unseen.append(context))
+    try:
+        with pytest.raises(EslCommandError):
+            await conn.execute(CALLER, "playback", "a.wav")
+        gc.collect()
+        await asyncio.sleep(0)
+    finally:
+        loop.set_exception_handler(None)
+    assert unseen == []
 
 
 async def test_execute_refused_by_sendmsg(conn: EslConnection, switch: FakeSwitch) -> None:
