@@ -12,7 +12,10 @@ its buffer. A test that provokes a refusal on purpose says so with
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Generator, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -57,3 +60,15 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     """Fail the test itself (not only its teardown) for a refusal in its body."""
     yield
     _check(item)
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A folder every user may search (0755) under /tmp: pytest's own folders are 0700,
+    so another user (a switch running as its own user, PostgreSQL) could not get in."""
+    folder = Path(tempfile.mkdtemp(prefix="telephony-shared-", dir="/tmp"))
+    folder.chmod(0o755)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -144,15 +141,6 @@ async def test_buffer_depth_follows_the_write_buffer(
     assert 'telephony_agents{state="available"} 1.0' in reply.text
 
 
-@pytest.fixture
-def shared_dir() -> Iterator[Path]:
-    """A data folder every user may search (pytest's own are 0700: no other user gets in)."""
-    folder = Path(tempfile.mkdtemp(prefix="telephony-ready-", dir="/tmp"))
-    folder.chmod(0o755)
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 async def _serve_against(

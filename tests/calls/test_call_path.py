@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -244,12 +242,10 @@ async def test_a_caller_id_too_long_for_its_column_and_a_gbk_name_lose_no_record
 
 
 @pytest.fixture
-async def switch_user_rig(rig: Rig) -> AsyncIterator[Rig]:
+async def switch_user_rig(rig: Rig, shared_dir: Path) -> AsyncIterator[Rig]:
     """The rig with a simulated switch running as its own user (uid and gid 499), and a
     recordings folder that user can reach (pytest's tmp_path is private to root)."""
-    base = Path(tempfile.mkdtemp(prefix="telephony-rec-", dir="/tmp"))
-    base.chmod(0o755)
-    recordings = base / "recordings"
+    recordings = shared_dir / "recordings"
     recordings.mkdir()
     await rig.controller.stop()
     rig.recordings = recordings
@@ -261,7 +257,6 @@ async def switch_user_rig(rig: Rig) -> AsyncIterator[Rig]:
         rig.sign_in(f"a{n}")
         await rig.sim_api("phone", f"100{n}", "answer_after_ms=300")
     yield rig
-    shutil.rmtree(base, ignore_errors=True)
 
 
 async def test_recordings_the_switch_cannot_write_are_counted_and_claimed_by_no_cdr(

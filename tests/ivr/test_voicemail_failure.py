@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
-import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -189,15 +187,6 @@ def test_a_record_completion_after_the_switch_hung_up_is_an_open_failure() -> No
 # -- on the simulator, over ESL --------------------------------------------------------
 
 
-@pytest.fixture
-def shared() -> Iterator[Path]:
-    """A folder every user may search (pytest's own are 0700)."""
-    folder = Path(tempfile.mkdtemp(prefix="telephony-vm-", dir="/tmp"))
-    folder.chmod(0o755)
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture
@@ -244,10 +233,10 @@ def _night(channel: LiveChannel) -> LiveChannel:
 
 
 async def test_on_the_switch_a_probed_unwritable_folder_is_told_and_queued(
-    switch: tuple[EslConnection, list[Event]], shared: Path
+    switch: tuple[EslConnection, list[Event]], shared_dir: Path
 ) -> None:
     connection, seen = switch
-    voicemail = shared / "voicemail"
+    voicemail = shared_dir / "voicemail"
     voicemail.mkdir()
     voicemail.chmod(0o755)  # root's: the switch (uid 499) may not write it
     health = RecordingHealth()
@@ -277,11 +266,11 @@ async def test_on_the_switch_a_probed_unwritable_folder_is_told_and_queued(
 
 
 async def test_on_the_switch_an_unprobed_unwritable_folder_ends_as_failed(
-    switch: tuple[EslConnection, list[Event]], shared: Path
+    switch: tuple[EslConnection, list[Event]], shared_dir: Path
 ) -> None:
     """No probe result: ``record`` runs, the switch hangs up, the result says why."""
     connection, seen = switch
-    voicemail = shared / "voicemail"
+    voicemail = shared_dir / "voicemail"
     voicemail.mkdir()
     voicemail.chmod(0o755)
     flow_set, _ = load_folder(EXAMPLES)
@@ -300,10 +289,10 @@ async def test_on_the_switch_an_unprobed_unwritable_folder_ends_as_failed(
 
 
 async def test_on_the_switch_a_writable_folder_takes_the_message(
-    switch: tuple[EslConnection, list[Event]], shared: Path
+    switch: tuple[EslConnection, list[Event]], shared_dir: Path
 ) -> None:
     connection, seen = switch
-    voicemail = shared / "voicemail"
+    voicemail = shared_dir / "voicemail"
     voicemail.mkdir()
     voicemail.chmod(0o2777)
     health = RecordingHealth()

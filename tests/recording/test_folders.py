@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import stat
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,14 +19,6 @@ SWITCH = 499
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="changing a folder's group needs root")
 
 
-@pytest.fixture
-def shared() -> Iterator[Path]:
-    folder = Path(tempfile.mkdtemp(prefix="telephony-folders-", dir="/tmp"))
-    folder.chmod(0o755)
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _mode(path: Path) -> int:
@@ -40,15 +29,15 @@ def _switch_may_write(path: Path) -> bool:
     return Identity(SWITCH, SWITCH).may(path.stat(), W | X)
 
 
-def test_the_default_mode_is_group_writable_and_setgid(shared: Path) -> None:
-    folder = shared / "recordings"
+def test_the_default_mode_is_group_writable_and_setgid(shared_dir: Path) -> None:
+    folder = shared_dir / "recordings"
     assert prepare(folder, FolderPolicy()) == []
     assert _mode(folder) == 0o2775
 
 
 @root_only
-def test_the_group_is_the_switchs_and_new_files_inherit_it(shared: Path) -> None:
-    folder = shared / "recordings"
+def test_the_group_is_the_switchs_and_new_files_inherit_it(shared_dir: Path) -> None:
+    folder = shared_dir / "recordings"
     assert prepare(folder, FolderPolicy(group=str(SWITCH))) == []
     assert folder.stat().st_gid == SWITCH and _mode(folder) == 0o2775
     assert _switch_may_write(folder)
@@ -57,8 +46,8 @@ def test_the_group_is_the_switchs_and_new_files_inherit_it(shared: Path) -> None
 
 
 @root_only
-def test_a_folder_that_exists_gets_the_policy_again(shared: Path) -> None:
-    folder = shared / "recordings"
+def test_a_folder_that_exists_gets_the_policy_again(shared_dir: Path) -> None:
+    folder = shared_dir / "recordings"
     folder.mkdir(mode=0o755)
     folder.chmod(0o755)
     assert not _switch_may_write(folder)  # what `serve` used to leave
@@ -67,16 +56,16 @@ def test_a_folder_that_exists_gets_the_policy_again(shared: Path) -> None:
 
 
 @root_only
-def test_an_owner_can_be_set(shared: Path) -> None:
-    folder = shared / "recordings"
+def test_an_owner_can_be_set(shared_dir: Path) -> None:
+    folder = shared_dir / "recordings"
     assert prepare(folder, FolderPolicy(owner=str(SWITCH), mode=0o2770)) == []
     assert folder.stat().st_uid == SWITCH and _mode(folder) == 0o2770
 
 
 def test_an_unknown_group_is_logged_and_does_not_stop_serve(
-    shared: Path, caplog: pytest.LogCaptureFixture
+    shared_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    folder = shared / "recordings"
+    folder = shared_dir / "recordings"
     with caplog.at_level(logging.ERROR, "telephony.recording.folders"):
         problems = prepare(folder, FolderPolicy(group="no-such-group-here"))
     assert folder.is_dir() and _mode(folder) == 0o2775
@@ -85,13 +74,13 @@ def test_an_unknown_group_is_logged_and_does_not_stop_serve(
 
 
 def test_a_chown_that_fails_is_a_clear_log_line(
-    shared: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    shared_dir: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def refuse(path: object, uid: int, gid: int) -> None:
         raise PermissionError(1, "Operation not permitted")
 
     monkeypatch.setattr(folders.os, "chown", refuse)
-    folder = shared / "recordings"
+    folder = shared_dir / "recordings"
     with caplog.at_level(logging.ERROR, "telephony.recording.folders"):
         problems = prepare(folder, FolderPolicy(group=str(SWITCH)))
     assert len(problems) == 1
@@ -100,9 +89,9 @@ def test_a_chown_that_fails_is_a_clear_log_line(
 
 
 def test_a_folder_of_another_user_is_left_as_it_is(
-    shared: Path, monkeypatch: pytest.MonkeyPatch
+    shared_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    folder = shared / "recordings"
+    folder = shared_dir / "recordings"
     folder.mkdir()
     folder.chmod(0o700)
     monkeypatch.setattr(folders.os, "geteuid", lambda: folder.stat().st_uid + 1)
@@ -119,8 +108,8 @@ def test_a_parent_the_switch_cannot_search_is_reported(tmp_path: Path) -> None:
     assert any(f"{private} (" in p and "cannot be searched" in p for p in problems), problems
 
 
-def test_serve_prepares_both_folders_from_its_settings(shared: Path) -> None:
-    settings = Settings(data_dir=shared, recordings_mode="2770")  # type: ignore[arg-type]
+def test_serve_prepares_both_folders_from_its_settings(shared_dir: Path) -> None:
+    settings = Settings(data_dir=shared_dir, recordings_mode="2770")  # type: ignore[arg-type]
     prepare_recording_folders(settings)
     assert _mode(settings.recordings) == 0o2770
     assert _mode(settings.voicemail) == 0o2770

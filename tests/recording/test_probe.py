@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +27,6 @@ SWITCH = 499
 RECORD_S = 0.1
 
 
-@pytest.fixture
-def shared() -> Iterator[Path]:
-    """A folder every user may search (0755) under the system's temporary folder."""
-    folder = Path(tempfile.mkdtemp(prefix="telephony-probe-", dir="/tmp"))
-    folder.chmod(0o755)
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture
@@ -66,10 +55,10 @@ def _folder(base: Path, mode: int) -> Path:
 
 
 async def test_a_folder_the_switch_can_write_passes_and_leaves_nothing_behind(
-    switch: tuple[Simulator, EslConnection], shared: Path
+    switch: tuple[Simulator, EslConnection], shared_dir: Path
 ) -> None:
     sim, connection = switch
-    folder = _folder(shared, 0o2775)
+    folder = _folder(shared_dir, 0o2775)
     await _as(connection, SWITCH, folder.stat().st_gid)
     result = await probe_recording(connection, folder, connection.node, 10, record_s=RECORD_S)
     assert result.ok, result.reason
@@ -82,10 +71,10 @@ async def test_a_folder_the_switch_can_write_passes_and_leaves_nothing_behind(
 
 
 async def test_a_folder_the_switch_cannot_write_fails_with_the_switchs_reply(
-    switch: tuple[Simulator, EslConnection], shared: Path
+    switch: tuple[Simulator, EslConnection], shared_dir: Path
 ) -> None:
     _, connection = switch
-    folder = _folder(shared, 0o755)  # root's, as `serve` used to make it
+    folder = _folder(shared_dir, 0o755)  # root's, as `serve` used to make it
     await _as(connection, SWITCH, SWITCH)
     result = await probe_recording(connection, folder, connection.node, 10, record_s=RECORD_S)
     assert not result.ok
@@ -119,11 +108,11 @@ class _ElsewhereSwitch:
 
 
 async def test_a_folder_the_two_do_not_share_fails(
-    switch: tuple[Simulator, EslConnection], shared: Path
+    switch: tuple[Simulator, EslConnection], shared_dir: Path
 ) -> None:
     _, connection = switch
-    here = _folder(shared, 0o2775)
-    there = shared / "on-the-switch-host"
+    here = _folder(shared_dir, 0o2775)
+    there = shared_dir / "on-the-switch-host"
     there.mkdir()
     port = _ElsewhereSwitch(connection, here, there)
     result = await probe_recording(port, here, port.node, 2, record_s=RECORD_S)  # type: ignore[arg-type]
@@ -142,8 +131,8 @@ class _NoLoopback:
         raise AssertionError(f"no api expected: {command} {args}")
 
 
-async def test_a_switch_without_the_null_endpoint_fails_and_says_why(shared: Path) -> None:
-    result = await probe_recording(_NoLoopback(), shared, "fs9:8021", 2)  # type: ignore[arg-type]
+async def test_a_switch_without_the_null_endpoint_fails_and_says_why(shared_dir: Path) -> None:
+    result = await probe_recording(_NoLoopback(), shared_dir, "fs9:8021", 2)  # type: ignore[arg-type]
     assert not result.ok
     assert result.reason is not None
     assert "CHAN_NOT_IMPLEMENTED" in result.reason and "mod_loopback" in result.reason
@@ -160,10 +149,10 @@ class _Hung(_NoLoopback):
         raise EslCommandError("-ERR never")
 
 
-async def test_a_switch_that_does_not_answer_fails_within_the_timeout(shared: Path) -> None:
+async def test_a_switch_that_does_not_answer_fails_within_the_timeout(shared_dir: Path) -> None:
     loop = asyncio.get_running_loop()
     started = loop.time()
-    result = await probe_recording(_Hung(), shared, "fs9:8021", 1.5)  # type: ignore[arg-type]
+    result = await probe_recording(_Hung(), shared_dir, "fs9:8021", 1.5)  # type: ignore[arg-type]
     assert loop.time() - started < 3
     assert not result.ok
     assert result.reason == "the switch did not answer within 1.5 s (uuid_record start)"
@@ -190,10 +179,10 @@ def test_health_per_node_and_folder_and_its_gauge(tmp_path: Path) -> None:
 
 
 async def test_the_node_probe_checks_both_folders(
-    switch: tuple[Simulator, EslConnection], shared: Path
+    switch: tuple[Simulator, EslConnection], shared_dir: Path
 ) -> None:
     _, connection = switch
-    calls = _folder(shared, 0o2775)
+    calls = _folder(shared_dir, 0o2775)
     messages = calls / "voicemail"
     messages.mkdir()
     messages.chmod(0o755)
@@ -207,10 +196,10 @@ async def test_the_node_probe_checks_both_folders(
 
 
 async def test_a_failed_probe_is_tried_again_until_the_folder_is_fixed(
-    switch: tuple[Simulator, EslConnection], shared: Path
+    switch: tuple[Simulator, EslConnection], shared_dir: Path
 ) -> None:
     _, connection = switch
-    folder = _folder(shared, 0o755)
+    folder = _folder(shared_dir, 0o755)
     await _as(connection, SWITCH, SWITCH)
     health = RecordingHealth(Metrics())
     probe = NodeProbe(connection, [folder], health, record_s=RECORD_S, retry_s=0.2)

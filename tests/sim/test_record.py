@@ -26,11 +26,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import stat
-import tempfile
 import wave
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -42,15 +39,6 @@ from tests.sim.conftest import RawClient, execute, parked_call
 SWITCH = 499  # a packaged FreeSWITCH's unprivileged user and group (not this process's)
 
 
-@pytest.fixture
-def shared() -> Iterator[Path]:
-    """A folder every user may search (0755), as /var/lib/telephony would be."""
-    folder = Path(tempfile.mkdtemp(prefix="telephony-rec-", dir="/tmp"))
-    folder.chmod(0o755)
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _folder(base: Path, name: str, mode: int) -> Path:
@@ -83,10 +71,10 @@ def _own_group_not_switch() -> None:
 
 
 async def test_uuid_record_into_a_0755_folder_of_another_user_is_refused(
-    client: RawClient, shared: Path
+    client: RawClient, shared_dir: Path
 ) -> None:
     _own_group_not_switch()
-    folder = _folder(shared, "recordings", 0o755)
+    folder = _folder(shared_dir, "recordings", 0o755)
     await _as_switch_user(client)
     a = await _answered(client)
     path = folder / f"{a}.wav"
@@ -100,10 +88,10 @@ async def test_uuid_record_into_a_0755_folder_of_another_user_is_refused(
 
 
 async def test_uuid_record_into_a_group_writable_setgid_folder_records_audio(
-    client: RawClient, shared: Path
+    client: RawClient, shared_dir: Path
 ) -> None:
     _own_group_not_switch()
-    folder = _folder(shared, "recordings", 0o2775)
+    folder = _folder(shared_dir, "recordings", 0o2775)
     # The folder's group is this process's; the switch's user is a member of it.
     await _as_switch_user(client, gid=folder.stat().st_gid)
     a = await _answered(client)
@@ -127,9 +115,9 @@ async def test_uuid_record_into_a_group_writable_setgid_folder_records_audio(
 
 
 async def test_uuid_record_into_a_world_writable_folder_works(
-    client: RawClient, shared: Path
+    client: RawClient, shared_dir: Path
 ) -> None:
-    folder = _folder(shared, "open", 0o777)
+    folder = _folder(shared_dir, "open", 0o777)
     await _as_switch_user(client)
     a = await _answered(client)
     assert await client.api(f"uuid_record {a} start {folder}/x.wav") == "+OK Success\n"
@@ -150,9 +138,9 @@ async def test_a_writable_folder_below_one_the_switch_cannot_search_is_refused(
 
 
 async def test_an_existing_file_the_switch_may_not_write_is_refused(
-    client: RawClient, shared: Path
+    client: RawClient, shared_dir: Path
 ) -> None:
-    folder = _folder(shared, "open", 0o777)
+    folder = _folder(shared_dir, "open", 0o777)
     taken = folder / "taken.wav"
     taken.write_bytes(b"")
     taken.chmod(0o644)
@@ -162,11 +150,11 @@ async def test_an_existing_file_the_switch_may_not_write_is_refused(
 
 
 async def test_uuid_record_makes_missing_folders_where_the_switch_may(
-    client: RawClient, shared: Path
+    client: RawClient, shared_dir: Path
 ) -> None:
     _own_group_not_switch()
-    open_ = _folder(shared, "open", 0o777)
-    closed = _folder(shared, "closed", 0o755)
+    open_ = _folder(shared_dir, "open", 0o777)
+    closed = _folder(shared_dir, "closed", 0o755)
     await _as_switch_user(client)
     a = await _answered(client)
     made = open_ / "2026" / "03" / "x.wav"
@@ -187,9 +175,9 @@ async def test_the_default_switch_user_is_this_process(client: RawClient, tmp_pa
     await client.wait_event("RECORD_START", a)
 
 
-async def test_uuid_record_replies_as_mod_commands(client: RawClient, shared: Path) -> None:
+async def test_uuid_record_replies_as_mod_commands(client: RawClient, shared_dir: Path) -> None:
     a = await _answered(client)
-    path = shared / "x.wav"
+    path = shared_dir / "x.wav"
     assert await client.api(f"uuid_record {a} start") == (
         "-USAGE: <uuid> [start|stop|mask|unmask] <path> [<limit>] [<recording_vars>]\n"
     )
@@ -199,7 +187,7 @@ async def test_uuid_record_replies_as_mod_commands(client: RawClient, shared: Pa
     assert await client.api(f"uuid_record {a} stop all") == "-ERR Cannot stop record session!\n"
     assert await client.api(f"uuid_record {a} start {path}") == "+OK Success\n"
     assert await client.api(f"uuid_record {a} start {path}") == "+OK Success\n"  # already
-    assert await client.api(f"uuid_record {a} stop {shared}/other.wav") == (
+    assert await client.api(f"uuid_record {a} stop {shared_dir}/other.wav") == (
         "-ERR Cannot stop record session!\n"
     )
     assert await client.api(f"uuid_record {a} stop all") == "+OK Success\n"
@@ -207,9 +195,9 @@ async def test_uuid_record_replies_as_mod_commands(client: RawClient, shared: Pa
     assert [e.name for e in client.events(a)].count("RECORD_START") == 1
 
 
-async def test_uuid_record_with_a_limit_ends_itself(client: RawClient, shared: Path) -> None:
+async def test_uuid_record_with_a_limit_ends_itself(client: RawClient, shared_dir: Path) -> None:
     a = await _answered(client)
-    path = shared / "limited.wav"
+    path = shared_dir / "limited.wav"
     assert await client.api(f"uuid_record {a} start {path} 2") == "+OK Success\n"
     stop = await client.wait_event("RECORD_STOP", a, timeout=5)
     assert stop.h["Record-Completion-Cause"] == "success-maxtime"
@@ -218,10 +206,10 @@ async def test_uuid_record_with_a_limit_ends_itself(client: RawClient, shared: P
 
 
 async def test_a_hangup_ends_the_recording_after_the_channel_hangup(
-    client: RawClient, shared: Path
+    client: RawClient, shared_dir: Path
 ) -> None:
     a = await _answered(client)
-    path = shared / "hung-up.wav"
+    path = shared_dir / "hung-up.wav"
     assert await client.api(f"uuid_record {a} start {path}") == "+OK Success\n"
     await asyncio.sleep(0.05)
     assert await client.api(f"sim hangup {a}") == "+OK\n"
@@ -234,10 +222,10 @@ async def test_a_hangup_ends_the_recording_after_the_channel_hangup(
 
 
 async def test_the_record_app_that_cannot_write_hangs_the_call_up(
-    client: RawClient, shared: Path
+    client: RawClient, shared_dir: Path
 ) -> None:
     _own_group_not_switch()
-    folder = _folder(shared, "voicemail", 0o755)
+    folder = _folder(shared_dir, "voicemail", 0o755)
     await _as_switch_user(client)
     a = await _answered(client)
     path = folder / f"12315-{a}.wav"
@@ -256,18 +244,18 @@ async def test_the_record_app_that_cannot_write_hangs_the_call_up(
     assert not path.exists()
 
 
-async def test_the_record_app_makes_no_folder(client: RawClient, shared: Path) -> None:
+async def test_the_record_app_makes_no_folder(client: RawClient, shared_dir: Path) -> None:
     a = await _answered(client)
-    done = await execute(client, a, "record", f"{shared}/missing/x.wav 120 200 5")
+    done = await execute(client, a, "record", f"{shared_dir}/missing/x.wav 120 200 5")
     assert done.h["Hangup-Cause"] == "DESTINATION_OUT_OF_ORDER"
-    assert not (shared / "missing").exists()
+    assert not (shared_dir / "missing").exists()
 
 
 async def test_the_record_app_records_until_the_silence_after_the_message(
-    sim: tuple[Simulator, int], client: RawClient, shared: Path
+    sim: tuple[Simulator, int], client: RawClient, shared_dir: Path
 ) -> None:
     _own_group_not_switch()
-    folder = _folder(shared, "voicemail", 0o2775)
+    folder = _folder(shared_dir, "voicemail", 0o2775)
     await _as_switch_user(client, gid=folder.stat().st_gid)
     a = await _answered(client)
     path = folder / f"12315-{a}.wav"
@@ -285,20 +273,20 @@ async def test_the_record_app_records_until_the_silence_after_the_message(
 
 
 async def test_the_record_app_ends_on_a_terminator_and_on_its_limit(
-    client: RawClient, shared: Path
+    client: RawClient, shared_dir: Path
 ) -> None:
     a = await parked_call(client, "dtmf=5#", "dtmf_delay_ms=2000")
     await execute(client, a, "answer")
     assert await client.api(f"uuid_setvar {a} playback_terminators #") == "+OK\n"
-    done = await execute(client, a, "record", f"{shared}/a.wav 60")
+    done = await execute(client, a, "record", f"{shared_dir}/a.wav 60")
     assert done.h["variable_playback_terminator_used"] == "#"
     assert 0 < int(done.h["variable_record_ms"]) < 60_000
-    limited = await execute(client, a, "record", f"{shared}/b.wav 2")
+    limited = await execute(client, a, "record", f"{shared_dir}/b.wav 2")
     # `(now - start) > limit` in whole epoch seconds: between 2 and 3 s
     assert 2000 <= int(limited.h["variable_record_ms"]) <= 3000
 
 
-async def test_a_null_channel_records_for_the_probe(client: RawClient, shared: Path) -> None:
+async def test_a_null_channel_records_for_the_probe(client: RawClient, shared_dir: Path) -> None:
     """The recording probe's channel: mod_loopback's null endpoint, a sleep, uuid_record."""
     probe = "5c1d2e3f-0000-4000-8000-00000000abcd"
     reply = await client.command(
@@ -311,7 +299,7 @@ async def test_a_null_channel_records_for_the_probe(client: RawClient, shared: P
     created = await client.wait_event("CHANNEL_CREATE", probe)
     assert created.h["Channel-Name"] == "null/telephony-probe"
     assert "variable_hotline" not in created.h
-    path = shared / f"probe-{probe}.wav"
+    path = shared_dir / f"probe-{probe}.wav"
     assert await client.api(f"uuid_record {probe} start {path}") == "+OK Success\n"
     await asyncio.sleep(0.05)
     assert await client.api(f"uuid_record {probe} stop {path}") == "+OK Success\n"
