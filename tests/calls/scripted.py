@@ -8,7 +8,7 @@ hangup, a CHANNEL_PARK during a re-adoption). Here the test decides them.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from telephony.acd.agent_state import Agent, AgentEvent
 from telephony.acd.roster import Roster
 from telephony.calls.core import EngineSettings
 from telephony.calls.engine import CallEngine
+from telephony.calls.flows import FlowOutcome
 from telephony.esl.messages import ApiResponse, Event
 from telephony.esl.port import EslCommandError, EslDisconnected, SwitchEvent
 from telephony.store.buffer import Write, WriteBuffer
@@ -113,6 +114,34 @@ class ScriptedPort:
             yield
 
 
+class ScriptedFlows:
+    """IVR flows whose outcome (``outcome(call_uuid)``) and survey score the test gives."""
+
+    def __init__(
+        self,
+        outcome: Callable[[str], Awaitable[FlowOutcome | None]] | None = None,
+        score: int | None = None,
+    ) -> None:
+        self._outcome = outcome
+        self.score = score
+        self.runs: list[str] = []
+        self.surveyed: list[str] = []
+
+    def feed(self, event: object) -> None:
+        pass
+
+    async def run(self, port: object, call_uuid: str, **_: object) -> FlowOutcome | None:
+        self.runs.append(call_uuid)
+        return await self._outcome(call_uuid) if self._outcome is not None else None
+
+    async def survey(self, port: object, call_uuid: str, **_: object) -> int | None:
+        self.surveyed.append(call_uuid)
+        return self.score
+
+    def forget(self, call_uuid: str) -> None:
+        pass
+
+
 class Rig:
     """An engine on a scripted port, with agents and the rows it stored."""
 
@@ -150,11 +179,15 @@ class Rig:
             },
         )
 
-    async def queued_call(self, uuid: str = CALLER, caller: str = "13800138000") -> None:
-        """A citizen's call, taken out of the dialplan's park, answered and queued."""
+    async def taken_call(self, uuid: str = CALLER, caller: str = "13800138000") -> None:
+        """A citizen's call, taken out of the dialplan's park (the intake then runs)."""
         self.park(uuid, caller)
         await self.until(lambda: any(c[1] == uuid for c in self.port.sent("uuid_park")))
         self.park(uuid, caller, state="CS_PARK")  # the core's re-park after uuid_park
+
+    async def queued_call(self, uuid: str = CALLER, caller: str = "13800138000") -> None:
+        """A citizen's call, taken out of the dialplan's park, answered and queued."""
+        await self.taken_call(uuid, caller)
         await self.until(lambda: self.port.playing(uuid))
 
     def hangup_complete(

@@ -18,7 +18,7 @@ from telephony.calls.engine import CallEngine
 from telephony.calls.flows import FlowOutcome
 from telephony.calls.model import CallState, Outcome
 from telephony.esl.port import NodeConnected
-from tests.calls.scripted import CALLER, Rig
+from tests.calls.scripted import CALLER, Rig, ScriptedFlows
 
 SECOND = "0f8e6a9e-1111-4c1e-9a6b-000000000002"
 
@@ -134,24 +134,13 @@ async def test_the_survey_plays_when_the_re_park_comes_before_the_agents_hangup(
     tmp_path: Path,
 ) -> None:
     rig = Rig(tmp_path, "a1")
-    surveyed: list[str] = []
-
-    class Flows:
-        def feed(self, event: object) -> None: ...
-        async def run(self, *a: object, **k: object) -> None:
-            return None
-        async def survey(self, port: object, uuid: str, **_: object) -> int:
-            surveyed.append(uuid)
-            return 5
-        def forget(self, uuid: str) -> None: ...
-
-    rig.engine.flows = Flows()  # type: ignore[assignment]
+    flows = rig.engine.flows = ScriptedFlows(score=5)
     rig.sign_in("a1")
     await rig.queued_call()
     leg = await rig.connected()
     rig.park(CALLER, state="CS_PARK")  # park_after_bridge re-parks the caller first...
     rig.hangup_complete(leg, "recv_bye")  # ...then the agent's leg completes
-    await rig.until(lambda: surveyed)
+    await rig.until(lambda: flows.surveyed)
     await rig.until(lambda: rig.port.sent("hangup"))
     rig.hangup_complete(CALLER, "send_bye")
     cdr = rig.rows.last("calls", "uuid", CALLER)
@@ -167,19 +156,12 @@ async def test_a_caller_who_hangs_up_in_the_ivr_abandoned_it_whatever_the_order(
     rig = Rig(tmp_path)
     done = asyncio.Event()
 
-    class Flows:
-        def feed(self, event: object) -> None: ...
-        async def run(self, *a: object, **k: object) -> FlowOutcome:
-            await done.wait()
-            return FlowOutcome("hangup", reason="caller_hung_up")
-        async def survey(self, *a: object, **k: object) -> None:
-            return None
-        def forget(self, uuid: str) -> None: ...
+    async def caller_left(uuid: str) -> FlowOutcome:
+        await done.wait()
+        return FlowOutcome("hangup", reason="caller_hung_up")
 
-    rig.engine.flows = Flows()  # type: ignore[assignment]
-    rig.park()
-    await rig.until(lambda: rig.port.sent("uuid_park"))
-    rig.park(state="CS_PARK")
+    rig.engine.flows = ScriptedFlows(caller_left)
+    await rig.taken_call()
     await rig.until(lambda: rig.engine.calls[CALLER].state is CallState.IVR)
     if first == "flow":  # the flow's end is handled before the hangup, or after it
         done.set()
@@ -207,18 +189,11 @@ async def test_an_ivr_transfer_out_does_not_keep_the_citizen_parked_afterwards(
 ) -> None:
     rig = Rig(tmp_path)
 
-    class Flows:
-        def feed(self, event: object) -> None: ...
-        async def run(self, *a: object, **k: object) -> FlowOutcome:
-            return FlowOutcome("transfer", number="96777")
-        async def survey(self, *a: object, **k: object) -> None:
-            return None
-        def forget(self, uuid: str) -> None: ...
+    async def transfer(uuid: str) -> FlowOutcome:
+        return FlowOutcome("transfer", number="96777")
 
-    rig.engine.flows = Flows()  # type: ignore[assignment]
-    rig.park()
-    await rig.until(lambda: rig.port.sent("uuid_park"))
-    rig.park(state="CS_PARK")
+    rig.engine.flows = ScriptedFlows(transfer)
+    await rig.taken_call()
     await rig.until(lambda: rig.port.sent("uuid_transfer"))
     transfer = rig.port.apis.index(rig.port.sent("uuid_transfer")[0])
     before = [
@@ -321,25 +296,16 @@ async def test_an_ivr_cut_by_a_lost_connection_starts_again_after_the_reconnect(
     tmp_path: Path,
 ) -> None:
     rig = Rig(tmp_path)
-    runs: list[str] = []
 
-    class Flows:
-        def feed(self, event: object) -> None: ...
-        async def run(self, port: object, uuid: str, **_: object) -> FlowOutcome:
-            runs.append(uuid)
-            if len(runs) == 1:  # the connection drops in the middle of the menu
-                rig.port.drop()
-                return FlowOutcome("queue", group="general", reason="channel_error")
-            return FlowOutcome("queue", group="consult", priority=2, keys="1")
-        async def survey(self, *a: object, **k: object) -> None:
-            return None
-        def forget(self, uuid: str) -> None: ...
+    async def menu(uuid: str) -> FlowOutcome:
+        if len(flows.runs) == 1:  # the connection drops in the middle of the menu
+            rig.port.drop()
+            return FlowOutcome("queue", group="general", reason="channel_error")
+        return FlowOutcome("queue", group="consult", priority=2, keys="1")
 
-    rig.engine.flows = Flows()  # type: ignore[assignment]
-    rig.park()
-    await rig.until(lambda: rig.port.sent("uuid_park"))
-    rig.park(state="CS_PARK")
-    await rig.until(lambda: runs)
+    flows = rig.engine.flows = ScriptedFlows(menu)
+    await rig.taken_call()
+    await rig.until(lambda: flows.runs)
     await rig.settle()
     call = rig.engine.calls[CALLER]
     assert call.state is CallState.IVR and not rig.engine.router.queues  # not in `general`
@@ -348,7 +314,7 @@ async def test_an_ivr_cut_by_a_lost_connection_starts_again_after_the_reconnect(
     rig.port.replies["show"] = lambda _: '{"row_count":0}\n'
     await on_connect(rig.engine)
     await rig.until(lambda: rig.port.playing(CALLER))
-    assert len(runs) == 2
+    assert len(flows.runs) == 2
     assert (call.state, call.skill_group, call.priority) == (CallState.QUEUED, "consult", 2)
     await rig.engine.close()
 
