@@ -27,6 +27,7 @@ from pathlib import Path
 
 from telephony.acd.agent_state import Agent, AgentEvent, AgentState
 from telephony.calls import records
+from telephony.calls.audio import file_size, has_audio
 from telephony.calls.core import EngineCore
 from telephony.calls.leg import Leg, LegInput
 from telephony.calls.model import Call, CallInput, CallState, Outcome
@@ -261,8 +262,8 @@ class AgentLegs:
         self, call: Call, path: str, seconds: float, ended_at: float
     ) -> None:
         # The recordings folder may be on NFS: stat() off the loop.
-        size = await asyncio.to_thread(_size, Path(path))
-        if not size or size <= _WAV_HEADER or seconds <= 0:
+        size = await asyncio.to_thread(file_size, Path(path))
+        if not has_audio(size) or seconds <= 0:
             call.recording_id = None
             self._recording_failed(call, "no_audio", "no audio")
             return
@@ -279,8 +280,8 @@ class AgentLegs:
         self.core.buffer.put(records.cdr(call))
 
     async def _check_voicemail(self, call: Call, path: str, seconds: float) -> None:
-        size = await asyncio.to_thread(_size, Path(path))
-        if not size or size <= _WAV_HEADER or seconds <= 0:
+        size = await asyncio.to_thread(file_size, Path(path))
+        if not has_audio(size) or seconds <= 0:
             self.voicemail_failed(call, "no audio")
         else:
             self.core.buffer.put(records.cdr(call))
@@ -371,14 +372,6 @@ class AgentLegs:
     def close(self) -> None:
         for timer in [*self.wrap_up_timers.values(), *self._bridge_timers.values()]:
             timer.cancel()
-
-
-#: A WAV file with nothing but its header holds no audio.
-_WAV_HEADER = 44
-
-
-def _size(path: Path) -> int | None:
-    return path.stat().st_size if path.is_file() else None
 
 
 def _number(value: str | None) -> float:

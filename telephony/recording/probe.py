@@ -43,6 +43,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from telephony.calls.audio import WAV_HEADER_BYTES, file_size, has_audio
 from telephony.esl import commands
 from telephony.esl.port import EslCommandError, EslDisconnected, EslError, SwitchPort
 from telephony.metrics import Metrics
@@ -53,7 +54,6 @@ log = logging.getLogger(__name__)
 PROBE_ENDPOINT = "null/telephony-recording-probe"
 #: How long the probe channel may live (ms) if nobody hangs it up.
 PROBE_CHANNEL_MS = 120_000
-WAV_HEADER_BYTES = 44
 NOT_CHECKED = "not checked yet"
 
 
@@ -153,8 +153,8 @@ async def _check_file(
     deadline = loop.time() + within
     size: int | None = None
     while True:
-        size = await asyncio.to_thread(_size, path)
-        if (size is not None and size > WAV_HEADER_BYTES) or loop.time() >= deadline:
+        size = await asyncio.to_thread(file_size, path)
+        if has_audio(size) or loop.time() >= deadline:
             break
         await asyncio.sleep(0.1)
     if size is None:
@@ -178,13 +178,6 @@ async def _kill(port: SwitchPort, probe_uuid: str) -> None:
         await port.api("uuid_kill", probe_uuid, check=False, timeout=5)
     except EslError as exc:
         log.warning("recording probe: channel not hung up", extra={"error": str(exc)})
-
-
-def _size(path: Path) -> int | None:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return None
 
 
 def _remove(path: Path) -> None:
