@@ -322,16 +322,9 @@ class EslConnection:
         self._subscribe_command = commands.encode(
             commands.event(subscription_names(self._names), event_format)
         )
-        dropped = list(drop_applications)
-        self._filter_commands = [
-            commands.encode(command)
-            for command in (
-                [commands.filter_("Event-Name", "/./")]
-                + [commands.filter_("Application", f"-{app}") for app in dropped]
-                if dropped
-                else []
-            )
-        ]
+        drops = [commands.filter_("Application", f"-{app}") for app in drop_applications]
+        filters = [commands.filter_("Event-Name", "/./"), *drops] if drops else []
+        self._filter_commands = [commands.encode(command) for command in filters]
         self.timeouts = timeouts or Timeouts()
         self.reconnect = reconnect
         self.backoff = backoff or Backoff()
