@@ -565,58 +565,17 @@ class Switch:
 
     def new_outbound(self, ext: str, port: int, origin_vars: dict[str, str], uid: str) -> Channel:
         """An agent leg being originated to ``user/EXT`` (CREATE and ORIGINATE fired here)."""
-        now = self.now_us()
-        name = f"sofia/internal/{ext}@127.0.0.1:{port}"
-        ocid = origin_vars.get("origination_caller_id_number", "0000000000")
-        ocname = origin_vars.get("origination_caller_id_name", ocid)
-        times = Times(created=now)
-        profile = Profile(
-            direction="outbound",
-            logical_direction="outbound",
-            username=None,
-            dialplan=None,
-            cid_name=ocname,
-            cid_num=ocid,
-            orig_cid_name=ocname,
-            orig_cid_num=ocid,
-            callee_name="Outbound Call",
-            callee_num=ext,
-            network_addr=None,
-            ani=ocid,
-            dest=ext,
-            uuid=uid,
+        return self._originated(
+            f"sofia/internal/{ext}@127.0.0.1:{port}",
+            ext,
+            origin_vars,
+            uid,
             source="src/switch_ivr_originate.c",
-            transfer_source=None,
-            context="default",
-            chan_name=name,
-            created=now,
-            times=times,
-        )
-        ch = Channel(
-            uuid=uid,
-            name=name,
-            direction="outbound",
-            profile=profile,
             presence_id=f"{ext}@127.0.0.1",
-            tokens=self._tokens(uuid=uid, ext=ext, port=str(port), ocid=ocid),
-            times=times,
-            call_uuid=uid,
-            hit_dialplan=False,
+            port=port,
             ext=ext,
+            phase="out_create",
         )
-        self.apply_phase(ch, "out_create")
-        ch.set_var("uuid", uid)
-        ch.set_var("call_uuid", uid)
-        for k, v in origin_vars.items():
-            ch.set_var(k, v)
-        self.channels[uid] = ch
-        self.set_state(ch, "CS_INIT")
-        ch.state_number = 2
-        self.fire("CHANNEL_CREATE", ch)
-        self.fire("CHANNEL_ORIGINATE", ch)
-        ch.state_number = None
-        ch.move("originate")
-        return ch
 
     def new_null(self, dest: str, origin_vars: dict[str, str], uid: str) -> Channel:
         """A leg of mod_loopback's ``null`` endpoint (``originate null/DEST ...``).
@@ -626,8 +585,25 @@ class Switch:
         in CS_CONSUME_MEDIA (see :meth:`answer_null`). CHANNEL_CREATE and
         CHANNEL_ORIGINATE are fired here.
         """
+        return self._originated(
+            f"null/{dest}", dest, origin_vars, uid, source="mod_loopback", presence_id=""
+        )
+
+    def _originated(
+        self,
+        name: str,
+        dest: str,
+        origin_vars: dict[str, str],
+        uid: str,
+        *,
+        source: str,
+        presence_id: str,
+        port: int = 0,
+        ext: str | None = None,
+        phase: str | None = None,
+    ) -> Channel:
+        """An outbound leg being originated: CHANNEL_CREATE and CHANNEL_ORIGINATE fired."""
         now = self.now_us()
-        name = f"null/{dest}"
         ocid = origin_vars.get("origination_caller_id_number", "0000000000")
         ocname = origin_vars.get("origination_caller_id_name", ocid)
         times = Times(created=now)
@@ -646,7 +622,7 @@ class Switch:
             ani=ocid,
             dest=dest,
             uuid=uid,
-            source="mod_loopback",
+            source=source,
             transfer_source=None,
             context="default",
             chan_name=name,
@@ -658,12 +634,15 @@ class Switch:
             name=name,
             direction="outbound",
             profile=profile,
-            presence_id="",
-            tokens=self._tokens(uuid=uid, ext=dest, port="0", ocid=ocid),
+            presence_id=presence_id,
+            tokens=self._tokens(uuid=uid, ext=dest, port=str(port), ocid=ocid),
             times=times,
             call_uuid=uid,
             hit_dialplan=False,
+            ext=ext,
         )
+        if phase is not None:
+            self.apply_phase(ch, phase)
         ch.set_var("uuid", uid)
         ch.set_var("call_uuid", uid)
         for k, v in origin_vars.items():
