@@ -43,6 +43,7 @@ import contextlib
 import logging
 import signal
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -329,16 +330,26 @@ class LoadDriver:
     async def serve_control(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        try:
-            while line := await reader.readline():
-                try:
-                    reply: dict[str, Any] = {"ok": True, **self.handle(orjson.loads(line))}
-                except Exception as exc:  # reported to the client, the driver keeps going
-                    reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-                writer.write(orjson.dumps(reply) + b"\n")
-                await writer.drain()
-        finally:
-            writer.close()
+        await serve_json_lines(self.handle, reader, writer)
+
+
+async def serve_json_lines(
+    handle: Callable[[dict[str, Any]], dict[str, Any]],
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+) -> None:
+    """A control connection: one JSON request a line, one JSON reply a line (``ok`` and
+    the handler's fields, or ``ok: false`` and the error; the server keeps going)."""
+    try:
+        while line := await reader.readline():
+            try:
+                reply: dict[str, Any] = {"ok": True, **handle(orjson.loads(line))}
+            except Exception as exc:  # reported to the client
+                reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+            writer.write(orjson.dumps(reply) + b"\n")
+            await writer.drain()
+    finally:
+        writer.close()
 
 
 def _host_port(value: str) -> tuple[str, int]:

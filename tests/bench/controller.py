@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 from types import CodeType, FrameType
 from typing import Any
 
-import orjson
+from telephony.sim.load import serve_json_lines
 
 #: (path fragment, category): the innermost frame whose file matches decides.
 CATEGORIES: tuple[tuple[str, str], ...] = (
@@ -399,16 +399,7 @@ class Harness:
     async def serve_control(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        try:
-            while line := await reader.readline():
-                try:
-                    reply: dict[str, Any] = {"ok": True, **self.handle(orjson.loads(line))}
-                except Exception as exc:  # reported to the driver
-                    reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-                writer.write(orjson.dumps(reply) + b"\n")
-                await writer.drain()
-        finally:
-            writer.close()
+        await serve_json_lines(self.handle, reader, writer)
 
 
 async def _main(harness: Harness, control: str) -> None:
