@@ -43,6 +43,7 @@ from typing import Any
 import orjson
 
 from telephony.acd.agent_state import AgentEvent, AgentState
+from telephony.calls import values
 from telephony.calls.core import EngineCore
 from telephony.calls.leg import Leg, LegState
 from telephony.calls.model import Call, CallState
@@ -189,16 +190,16 @@ def _adopt_caller(
     priority = dump.get("variable_tel_priority")
     call = Call(
         uuid=uuid,
-        node=clean(core.port.node, 64),
-        hotline=clean(dump["variable_hotline"], 32),
-        caller=clean(dump.get("Caller-Caller-ID-Number", ""), 64),
+        node=clean(core.port.node, values.NODE),
+        hotline=clean(dump["variable_hotline"], values.HOTLINE),
+        caller=clean(dump.get("Caller-Caller-ID-Number", ""), values.CALLER),
         arrived_at=_float(dump.get("variable_tel_arrived_at")) or core.clock(),
         skill_group=dump.get("variable_tel_group") or core.settings.default_group,
         priority=int(priority) if priority and priority.lstrip("-").isdigit() else 0,
         ivr_answered_at=_float(dump.get("variable_tel_ivr_answered_at")),
         queued_at=_float(dump.get("variable_tel_queued_at")),
         agent_answered_at=_float(dump.get("variable_tel_agent_answered_at")),
-        ivr_keys=clean(dump.get("variable_tel_ivr_path"), 128),
+        ivr_keys=clean(dump.get("variable_tel_ivr_path"), values.KEYS),
         hold_music=dump.get("variable_hold_music"),
         controlled=(row.get("state") or dump.get("Channel-State")) != "CS_EXECUTE",
     )

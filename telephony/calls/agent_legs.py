@@ -26,7 +26,7 @@ import uuid as uuidlib
 from pathlib import Path
 
 from telephony.acd.agent_state import Agent, AgentEvent, AgentState
-from telephony.calls import records
+from telephony.calls import records, values
 from telephony.calls.audio import file_size, has_audio
 from telephony.calls.core import EngineCore
 from telephony.calls.leg import Leg, LegInput
@@ -108,7 +108,7 @@ class AgentLegs:
         core = self.core
         core.agent_legs.pop(leg, None)
         self._cancel_bridge_timer(call.uuid)
-        cause = clean_or_none(cause, 64) or "UNKNOWN"
+        cause = clean_or_none(cause, values.CAUSE) or "UNKNOWN"
         core.leg(call, leg, LegInput.HANGUP, hangup_cause=cause)
         core.spawn(core.kill(leg), f"kill {leg}")  # a leg still ringing must not linger
         cancelled = call.state is not CallState.OFFERING or call.offer_leg != leg
@@ -228,7 +228,7 @@ class AgentLegs:
 
     def _recording_failed(self, call: Call, kind: str, reason: str) -> None:
         core = self.core
-        call.recording_failed = clean_or_none(reason, 128) or kind
+        call.recording_failed = clean_or_none(reason, values.REASON) or kind
         core.metrics.recordings_failed.labels(core.port.node, kind).inc()
         log.error(
             "call not recorded", extra={"call": call.uuid, "why": kind, "reason": reason}
@@ -240,7 +240,7 @@ class AgentLegs:
         """A recording started on a caller's leg in the IVR: the citizen's voice message."""
         call = self.core.calls.get(event.unique_id or "")
         if call is not None and call.state is CallState.IVR:
-            call.voicemail_path = clean_or_none(event.get("Record-File-Path"), 255)
+            call.voicemail_path = clean_or_none(event.get("Record-File-Path"), values.PATH)
             call.ivr_outcome = Outcome.VOICEMAIL
 
     def on_record_stop(self, event: Event) -> None:
@@ -289,7 +289,7 @@ class AgentLegs:
     def voicemail_failed(self, call: Call, reason: str) -> None:
         """The citizen's voice message was not recorded (the flow goes on at its fallback)."""
         core = self.core
-        call.voicemail_failed = clean_or_none(reason, 128) or "failed"
+        call.voicemail_failed = clean_or_none(reason, values.REASON) or "failed"
         if call.ivr_outcome is Outcome.VOICEMAIL:
             call.ivr_outcome = None
         core.metrics.recordings_failed.labels(core.port.node, "voicemail_failed").inc()

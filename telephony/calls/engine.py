@@ -40,7 +40,7 @@ from typing import Any
 
 from telephony.acd.agent_state import Agent
 from telephony.acd.roster import Roster
-from telephony.calls import records
+from telephony.calls import records, values
 from telephony.calls.adoption import on_connect
 from telephony.calls.agent_legs import AgentLegs
 from telephony.calls.core import EngineCore, EngineSettings
@@ -256,8 +256,8 @@ class CallEngine:
 
     def _on_hangup_complete(self, event: Event) -> None:
         uid = event.unique_id or ""
-        cause = clean_or_none(event.hangup_cause, 64)
-        disposition = clean_or_none(event.variable("sip_hangup_disposition"), 32)
+        cause = clean_or_none(event.hangup_cause, values.CAUSE)
+        disposition = clean_or_none(event.variable("sip_hangup_disposition"), values.DISPOSITION)
         if uid in self.calls:
             self.caller_gone(self.calls[uid], cause, disposition)
         elif uid in self.agent_legs:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 
-from telephony.calls import records
+from telephony.calls import records, values
 from telephony.calls.core import EngineCore
 from telephony.calls.flows import FlowOutcome
 from telephony.calls.leg import LegInput
@@ -32,10 +32,6 @@ from telephony.esl.messages import Event
 from telephony.esl.port import EslChannelGone, EslError
 
 log = logging.getLogger(__name__)
-
-#: Column sizes of the CDR (``calls``): values from the switch are cut to fit.
-_CALLER_MAX = 64
-_HOTLINE_MAX = 32
 
 
 class Intake:
@@ -69,9 +65,9 @@ class Intake:
             return
         call = Call(
             uuid=uid,
-            node=clean(core.port.node, 64),
-            hotline=clean(hotline, _HOTLINE_MAX),
-            caller=clean(event.get("Caller-Caller-ID-Number") or "", _CALLER_MAX),
+            node=clean(core.port.node, values.NODE),
+            hotline=clean(hotline, values.HOTLINE),
+            caller=clean(event.get("Caller-Caller-ID-Number") or "", values.CALLER),
             arrived_at=core.clock(),
             skill_group=core.settings.default_group,
             hold_music=event.variable("hold_music"),
@@ -156,7 +152,7 @@ class Intake:
     async def _after_flow(self, call: Call, outcome: FlowOutcome) -> None:
         """Carry out how the IVR flow ended: queue, transfer, or end the call."""
         core = self.core
-        call.ivr_keys = clean(outcome.keys, 128)
+        call.ivr_keys = clean(outcome.keys, values.KEYS)
         core.buffer.put(
             records.timeline(
                 call,

@@ -9,6 +9,27 @@ from __future__ import annotations
 
 import unicodedata
 import uuid
+from typing import Any
+
+from telephony.store.models import Call as CallRow
+from telephony.store.models import CallLeg
+
+
+def _length(column: Any) -> int:
+    """A ``String(n)`` column's ``n`` (the schema says it once)."""
+    return int(column.type.length)
+
+
+#: The CDR's and the legs' column sizes: what a value from the switch is cut to.
+NODE = _length(CallRow.__table__.c.node)
+HOTLINE = _length(CallRow.__table__.c.hotline)
+CALLER = _length(CallRow.__table__.c.caller)
+CAUSE = _length(CallRow.__table__.c.hangup_cause)
+DISPOSITION = _length(CallLeg.__table__.c.disposition)
+REASON = _length(CallRow.__table__.c.recording_failed)
+PATH = _length(CallRow.__table__.c.voicemail_path)
+#: ``ivr_path`` is text; a flow's keys are never this many.
+KEYS = 128
 
 
 def clean(value: str | None, limit: int) -> str:
