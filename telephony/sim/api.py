@@ -54,6 +54,9 @@ Simulator commands (api sim ...); everything they create is simulated:
                             record_default_ms (3000: how long a voice message lasts),
                             local_stream_ms (-1: local_stream:// music never ends; N: it
                             ends after N ms, as an empty local stream does),
+                            hotline_park_timeout (60) / hotline_hold_music (a tone): what
+                            the hotline extension sets (the later captures' lab dialplan:
+                            60:NORMAL_TEMPORARY_FAILURE and local_stream://moh),
                             switch_uid / switch_gid / switch_groups (gid,gid,...): the
                             user the switch runs as, whose permissions decide where it
                             can record (default: this process's own; e.g. 499 499 for

@@ -6,6 +6,9 @@ then the extension:
 
 * 12345 and the merged hotlines 12315 12328 12329 12319 12393 12348: ``set hotline=<dest>``,
   ``set park_timeout=60``, ``set hold_music=tone_stream://%(400,200,425);loops=-1``, ``park``.
+  ``api sim set hotline_park_timeout 60:NORMAL_TEMPORARY_FAILURE`` and ``api sim set
+  hotline_hold_music local_stream://moh`` give the lab dialplan of the later captures
+  (``consult_transfer``, ``eavesdrop_modes``).
 * 12399, the lab number of the ``park_timer`` capture: ``set hotline=12399``,
   ``set park_timeout=10:NORMAL_TEMPORARY_FAILURE``, ``set hold_music=local_stream://moh``,
   ``park`` (the hotline extension with a 10 s park timer).
@@ -30,12 +33,23 @@ HOLD_MUSIC = "tone_stream://%(400,200,425);loops=-1"
 LAB = ("12399", "10:NORMAL_TEMPORARY_FAILURE", "local_stream://moh")
 
 
-def lookup(context: str, dest: str, now: float) -> list[tuple[str, str]] | None:
-    """The applications for ``dest`` in ``context``; None when nothing matches."""
+def lookup(
+    context: str, dest: str, now: float, settings: dict[str, str] | None = None
+) -> list[tuple[str, str]] | None:
+    """The applications for ``dest`` in ``context``; None when nothing matches.
+
+    ``settings`` (the switch's ``sim set`` values) may override the hotlines'
+    ``hotline_park_timeout`` and ``hotline_hold_music``.
+    """
     if dest == "9998":
         return [("answer", ""), ("park", "")]
     if dest in HOTLINES or dest == LAB[0]:
-        timeout, music = ("60", HOLD_MUSIC) if dest in HOTLINES else LAB[1:]
+        given = settings or {}
+        timeout, music = (
+            (given.get("hotline_park_timeout", "60"), given.get("hotline_hold_music", HOLD_MUSIC))
+            if dest in HOTLINES
+            else LAB[1:]
+        )
         apps: list[tuple[str, str]] = []
         if context == "public":
             date = time.strftime("%a, %d %b %Y %H:%M:%S +0000", time.gmtime(now))
@@ -52,7 +66,7 @@ def lookup(context: str, dest: str, now: float) -> list[tuple[str, str]] | None:
 
 async def run_dialplan(sw: Switch, ch: Channel) -> None:
     """Run ``ch``'s extension; dialplan apps are instantaneous up to ``park``."""
-    apps = lookup(ch.profile.context, ch.profile.dest, sw.clock.now())
+    apps = lookup(ch.profile.context, ch.profile.dest, sw.clock.now(), sw.settings)
     if apps is None:
         sw.hangup(ch, "NO_ROUTE_DESTINATION", "send_refuse")
         return

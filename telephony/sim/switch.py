@@ -1065,8 +1065,16 @@ class Switch:
         self.spawn(wait_then(), name="after-apps")
 
     def bridge(self, a: Channel, b: Channel) -> None:
-        """``uuid_bridge A B`` (call after the api reply has been sent)."""
-        self.stop_apps_then((a, b), lambda: self._bridge_now(a, b))
+        """``uuid_bridge A B`` (call after the api reply has been sent). Either leg may
+        already be bridged to a third one (an attended transfer): that one loses its leg
+        (see :meth:`part`), once its own running app has stopped too."""
+        legs = (a, b, *self._left_alone(a, b))
+        self.stop_apps_then(legs, lambda: self._bridge_now(a, b))
+
+    @staticmethod
+    def _left_alone(a: Channel, b: Channel) -> list[Channel]:
+        """The current partners of ``a`` and ``b`` that a bridge of ``a`` to ``b`` leaves alone."""
+        return [ch.partner for ch in (a, b) if ch.partner is not None and ch.partner not in (a, b)]
 
     def ready_again(self, ch: Channel) -> None:
         """The pending state change did not happen (a leg of the bridge went away): the
@@ -1080,17 +1088,22 @@ class Switch:
 
     def _bridge_now(self, a: Channel, b: Channel) -> None:
         if not (a.is_up and b.is_up):
-            self.ready_again(a)
-            self.ready_again(b)
+            for ch in (a, b, *self._left_alone(a, b)):
+                self.ready_again(ch)
             return
         now = self.now_us()
-        for ch in (a, b):
-            if ch.partner is not None and ch.partner not in (a, b):
-                self.unbridge(ch)
+        # switch_ivr_uuid_bridge: the profiles and variables change first, then the state
+        # change ends the current bridges (the partner left alone is handled as after any
+        # bridge), then the new one starts (uuid_bridge_on_soft_execute).
+        parted = [
+            (ch, ch.partner) for ch in (a, b) if ch.partner is not None and ch.partner not in (a, b)
+        ]
+        flipped = self._dialplan_flags(a, b)
         for ch, other in ((a, b), (b, a)):
             p = ch.profile
             p.index += 1
             p.created = now
+            ch.times.bridged = 0  # switch_channel_step_caller_profile: new profile times
             src = f"{now // 1_000_000}:{new_uuid()}:uuid_br:{other.uuid}"
             p.transfer_source = src
             append_history(ch, src)
@@ -1099,21 +1112,26 @@ class Switch:
             ch.set_var("original_caller_id_name", p.cid_name)
             ch.set_var("original_caller_id_number", p.cid_num)
         a.tokens["other_cid"] = b.tokens["other_cid"] = a.profile.cid_num
-        b.other = ("originator", self._snapshot(a))
+        b.other = ("originator", self._originator_snapshot(a))
         a.profile.callee_name = b.profile.callee_name or b.profile.orig_cid_name
         a.profile.callee_num = b.profile.callee_num or b.profile.orig_cid_num
         a.other = ("originatee", self._snapshot(b))
         b.profile.cid_name, b.profile.cid_num = a.profile.cid_name, a.profile.cid_num
-        b.hit_dialplan = False
         for ch, other in ((a, b), (b, a)):
             self.apply_phase(ch, "in_bridged" if ch.direction == "inbound" else "out_bridged")
-            ch.set_var("last_bridge_to", other.uuid)
-            ch.set_var("bridge_to", other.uuid)
             ch.set_var("bridge_channel", other.name)
             ch.set_var("bridge_uuid", other.uuid)
             ch.set_var("signal_bond", other.uuid)
+        if flipped is not None:
+            a.set_var("pre_transfer_caller_id_name", flipped[0])
+            a.set_var("pre_transfer_caller_id_number", flipped[1])
+        self._own_call(a)
         for ch in (a, b):
             self.leave_park(ch, state_number=8)
+        for kept, lost in parted:
+            kept.state_number = 8
+            self.part(kept, lost)
+            kept.state_number = None
         for ch, other in ((a, b), (b, a)):
             ch.partner = other
             ch.bridged_ever = True
@@ -1138,9 +1156,42 @@ class Switch:
             pre=[("Bridge-A-Unique-ID", a.uuid), ("Bridge-B-Unique-ID", b.uuid)],
         )
         b.times.bridged = now
+        for ch, other in ((a, b), (b, a)):  # switch_ivr_multi_threaded_bridge, after the event
+            ch.set_var("bridge_to", other.uuid)
+            ch.set_var("last_bridge_to", other.uuid)
         self.set_state(b, "CS_EXCHANGE_MEDIA")
         self.kick(a)
         self.kick(b)
+
+    def _dialplan_flags(self, a: Channel, b: Channel) -> tuple[str, str] | None:
+        """CF_DIALPLAN as switch_ivr_uuid_bridge sets it: an outbound originator without it
+        gets it (logical direction inbound) and its caller id flipped with the callee's
+        (switch_channel_flip_cid); an outbound originatee loses it. The originator's
+        caller id before a flip, or None."""
+        flipped = None
+        if a.direction == "outbound" and not a.hit_dialplan:
+            p = a.profile
+            flipped = (p.cid_name, p.cid_num)
+            if p.callee_name is not None:
+                p.cid_name = p.callee_name
+            if p.callee_num is not None:
+                p.cid_num = p.callee_num
+            a.hit_dialplan = True
+            p.logical_direction = "inbound"
+        if b.direction == "outbound" and b.hit_dialplan:
+            b.profile.logical_direction = "outbound"
+        b.hit_dialplan = False
+        return flipped
+
+    @staticmethod
+    def _own_call(ch: Channel) -> None:
+        """``ch`` is no longer any originator's peer: its call uuid is its own again."""
+        ch.call_uuid = ch.uuid
+        ch.set_var("call_uuid", ch.uuid)
+
+    def _originator_snapshot(self, ch: Channel) -> Profile:
+        """The originator profile a uuid_bridge gives its originatee (no times)."""
+        return replace(ch.profile, transfer_source=None, created=0, index=1, times=Times())
 
     def _snapshot(self, ch: Channel) -> Profile:
         p = ch.profile
@@ -1155,7 +1206,7 @@ class Switch:
                     progress_media=p.times.progress_media,
                 ),
             )
-        return replace(p, transfer_source=None, created=0, index=1, times=Times())
+        return self._originator_snapshot(ch)
 
     def unbridge_event(self, owner: Channel, other: Channel) -> None:
         pre = [("Bridge-A-Unique-ID", owner.uuid), ("Bridge-B-Unique-ID", other.uuid)]
@@ -1169,6 +1220,42 @@ class Switch:
         partner.partner = None
         owner, other = (ch, partner) if ch.bridge_owner else (partner, ch)
         self.unbridge_event(owner, other)
+
+    def part(self, kept: Channel, lost: Channel) -> None:
+        """``kept`` leaves its bridge with ``lost`` (``uuid_bridge`` of a bridged leg, as in
+        an attended transfer, or ``uuid_park``); ``lost`` is left alone.
+
+        As the ``consult_transfer`` capture shows: a left-alone bridge originator gets its
+        CHANNEL_UNBRIDGE, then parks (``park_after_bridge``) or hangs up (HANGUP,
+        HANGUP_COMPLETE, DESTROY); a left-alone originatee parks after its originator's
+        UNBRIDGE, or hangs up with HANGUP and HANGUP_COMPLETE *before* that UNBRIDGE
+        (``signal_bridge_on_hangup``, src/switch_ivr_bridge.c). Its apps have stopped.
+        """
+        kept.partner = lost.partner = None
+        self._own_call(kept)
+        if lost.bridge_owner:
+            self.unbridge_event(lost, kept)
+            self.after_bridge(lost)
+            if not lost.is_up:
+                kept.set_var("last_bridge_hangup_cause", lost.hangup_cause)
+                kept.set_var("bridge_hangup_cause", lost.hangup_cause)
+        elif switch_true(lost.var("park_after_bridge")):
+            self.unbridge_event(kept, lost)
+            self.to_cs_park(lost)
+        else:
+            self.hangup(lost, "NORMAL_CLEARING", "send_bye", teardown=False)
+            kept.set_var("last_bridge_hangup_cause", lost.hangup_cause)
+            kept.set_var("bridge_hangup_cause", lost.hangup_cause)
+            self._close_apps(lost)
+            self._dropped(kept, lost)
+
+    def _dropped(self, owner: Channel, leg: Channel) -> None:
+        """The rest of a hung-up originatee's teardown once its apps are done: HANGUP_COMPLETE,
+        its originator's UNBRIDGE, DESTROY."""
+        self.record_session_stop(leg)
+        self.complete_hangup(leg)
+        self.unbridge_event(owner, leg)
+        self.destroy(leg)
 
     def after_bridge(self, ch: Channel) -> None:
         """The partner left: re-park with park_after_bridge, else the call is over."""
@@ -1372,6 +1459,12 @@ class Switch:
         worker = ch.worker
         if worker is not None and not worker.done() and worker is not asyncio.current_task():
             await asyncio.wait({worker})
+        self._close_apps(ch)
+
+    def _close_apps(self, ch: Channel) -> None:
+        """A hung-up channel whose running app has returned: the one-shot app's and the
+        park's EXECUTE_COMPLETE (after CHANNEL_UNPARK)."""
+        ch.queue.clear()
         one_shot, ch.app_run = ch.app_run, None
         if one_shot is not None:
             self.complete_event(ch, one_shot.app, one_shot.arg, one_shot.app_uuid, ch.last_response)
@@ -1403,10 +1496,7 @@ class Switch:
                         partner, ch.hangup_cause or "NORMAL_CLEARING", "send_bye", teardown=False
                     )
                     await self._finish_apps(partner)
-                    self.record_session_stop(partner)
-                    self.complete_hangup(partner)
-                    self.unbridge_event(ch, partner)
-                    self.destroy(partner)
+                    self._dropped(ch, partner)
                 self.complete_hangup(ch)
                 self.destroy(ch)
             else:

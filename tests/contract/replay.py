@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from .compare import Timing
+from .compare import Race, Timing
 from .traces import UUID_RE, Received, Sent, Session, SessionRecorder
 
 
@@ -77,6 +77,8 @@ class ConnectionPlan:
     skip_replies: tuple[tuple[int, str], ...] = ()
     #: Timing rules checked on the real and on the simulated session (``compare.Timing``).
     timing: tuple[Timing, ...] = ()
+    #: Header values a capture race decided (``compare.Race``), each justified.
+    races: tuple[Race, ...] = ()
 
 
 @dataclass

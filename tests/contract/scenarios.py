@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .compare import EventRef, Timing
+from .compare import EventRef, Race, Timing
 from .replay import ConnectionPlan, SetupStep
 
 #: Simulated seconds per real second during the replay.
@@ -61,6 +61,14 @@ class Scenario:
 
 def _phones(*specs: str) -> tuple[SetupStep, ...]:
     return tuple(SetupStep(1, f"api sim phone {spec}") for spec in specs)
+
+
+#: The lab dialplan of the later captures (consult_transfer, eavesdrop_modes): the hotline
+#: extension with ``park_timeout=60:NORMAL_TEMPORARY_FAILURE`` and ``local_stream://moh``.
+LAB_DIALPLAN = (
+    SetupStep(1, "api sim set hotline_park_timeout 60:NORMAL_TEMPORARY_FAILURE"),
+    SetupStep(1, "api sim set hotline_hold_music local_stream://moh"),
+)
 
 
 def _call(*options: str) -> SetupStep:
@@ -185,6 +193,35 @@ SCENARIOS: dict[str, Scenario] = {
             ),
         ),
         assumptions="Beyond the brief's list. The controller kills the caller, as in the capture.",
+    ),
+    "consult_transfer": Scenario(
+        "consult_transfer",
+        (
+            ConnectionPlan(
+                "consult_transfer",
+                setup=(
+                    *LAB_DIALPLAN,
+                    *_phones("1001 answer_after_ms=1000", "1002 answer_after_ms=1000"),
+                    _call(),
+                ),
+                races=(
+                    Race(
+                        "C",
+                        14,
+                        ("Channel-Call-UUID", "variable_call_uuid"),
+                        "`uuid_kill <A>` of the bridge originator: here A's UNBRIDGE (its bridge "
+                        "thread resets the peer's call_uuid) came before C's HANGUP_COMPLETE, in "
+                        "three_way_on_bridged_agent (the same kill) after it (call_uuid still A). "
+                        "The simulator keeps the order of the older captures.",
+                    ),
+                ),
+            ),
+        ),
+        assumptions=(
+            "The caller never hangs up (the controller kills it), as SIPp did. The lab "
+            "dialplan set park_timeout=60:NORMAL_TEMPORARY_FAILURE and hold_music="
+            "local_stream://moh: `api sim set hotline_park_timeout` / `hotline_hold_music`."
+        ),
     ),
     "park_timer": Scenario(
         "park_timer",

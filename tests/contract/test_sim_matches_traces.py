@@ -110,7 +110,9 @@ def scenario_report(scenario: Scenario, results: list[ReplayResult]) -> tuple[bo
     for result, plan in zip(results, scenario.connections, strict=True):
         skip = dict(plan.skip_replies)
         replies = [r for r in result.replies if r[0].index not in skip]
-        report: Report = compare_sessions(result.real, result.sim, replies=replies)
+        report: Report = compare_sessions(
+            result.real, result.sim, replies=replies, races=plan.races
+        )
         report.lines += [f"real trace breaks {x}" for x in compare_timing(result.real, plan.timing)]
         report.lines += compare_timing(result.sim, plan.timing)
         failed = failed or bool(report)
@@ -119,6 +121,10 @@ def scenario_report(scenario: Scenario, results: list[ReplayResult]) -> tuple[bo
         for index, reason in skip.items():
             parts.append(
                 f"(reply to #{index} `{result.real.sent[index].line}` not compared: {reason})"
+            )
+        for race in plan.races:
+            parts.append(
+                f"({race.leg} real#{race.index} {', '.join(race.headers)} not compared: {race.why})"
             )
     parts.append("=== replay log")
     parts.append(describe(results))
