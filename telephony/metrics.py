@@ -8,6 +8,8 @@ serves :meth:`Metrics.render`.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -192,6 +194,7 @@ class EslMetrics:
 
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
+        self._depth_gauges: dict[str, tuple[Any, Any]] = {}
 
     def probe_failed(self, node: str) -> None:
         self.metrics.esl_probe_failures.labels(node).inc()
@@ -200,8 +203,15 @@ class EslMetrics:
         self.metrics.esl_buffer_overflows.labels(node, buffer).inc()
 
     def depth(self, node: str, stream: int, handoff: int) -> None:
-        self.metrics.esl_buffer_depth.labels(node, "stream").set(stream)
-        self.metrics.esl_buffer_depth.labels(node, "handoff").set(handoff)
+        gauges = self._depth_gauges.get(node)
+        if gauges is None:  # labels() per batch cost more than the two sets
+            depth = self.metrics.esl_buffer_depth
+            gauges = self._depth_gauges[node] = (
+                depth.labels(node, "stream"),
+                depth.labels(node, "handoff"),
+            )
+        gauges[0].set(stream)
+        gauges[1].set(handoff)
 
 
 class BufferMetrics:

@@ -44,8 +44,9 @@ from telephony.ivr.service import IvrService, IvrSettings
 from telephony.metrics import BufferMetrics, EslMetrics, Metrics
 from telephony.recording.folders import FolderPolicy, prepare
 from telephony.recording.probe import NodeProbe, RecordingHealth
+from telephony.store.blocked import BlockedNumbers
 from telephony.store.buffer import WriteBuffer
-from telephony.store.database import EmbeddedPostgres, create_engine
+from telephony.store.database import EmbeddedPostgres, create_engine, writer_engine
 from telephony.store.migrate import upgrade
 from telephony.store.models import Agent as AgentRow
 from telephony.store.models import AgentSkill, BlockedNumber, Hotline, table_of
@@ -121,8 +122,9 @@ class Services:
         self.metrics = metrics or Metrics()
         # Past its memory bound, the buffer spills to an append-only file in the data folder
         # and replays it in order (a long database outage loses no CDR).
+        self.writer = writer_engine(database)
         self.buffer = WriteBuffer(
-            database, spill_dir=settings.data_dir / "spool", hooks=BufferMetrics(self.metrics)
+            self.writer, spill_dir=settings.data_dir / "spool", hooks=BufferMetrics(self.metrics)
         )
         logs.on_dropped(self.metrics.log_lines_dropped.inc)
         self.roster = Roster(self.buffer, clock)
@@ -132,7 +134,8 @@ class Services:
         self.switches: list[SwitchPort] = []
         # The nodes' recording probes (filled by attach_call_engine): None, no probe runs.
         self.recording: RecordingHealth | None = None
-        self.components: list[Component] = []
+        self.blocked = BlockedNumbers(database)
+        self.components: list[Component] = [self.blocked]
         # Called with a skill group's id after the API created, changed or deleted it.
         self.skill_groups_changed: Callable[[str], None] = lambda group_id: None
         self._started: list[Component] = []
@@ -158,6 +161,7 @@ class Services:
             except Exception:
                 log.exception("component failed to stop", extra={"component": repr(component)})
         await self.buffer.close()
+        await self.writer.dispose()
         await self.database.dispose()
         log.info("services stopped", extra={"buffer_depth": self.buffer.depth})
 
@@ -324,7 +328,7 @@ def attach_call_engine(services: Services) -> None:
     flows = EngineFlows(
         IvrService(
             IvrSettings(flows_dir=settings.ivr_flows, voicemail_dir=str(settings.voicemail)),
-            blocked=lambda number: is_blocked(services.database, number),
+            blocked=services.blocked.contains,
             hooks=IvrMetrics(services.metrics),
             voicemail_check=lambda node: recording.reason(node, settings.voicemail),
         )
@@ -423,19 +427,6 @@ class IvrMetrics:
 
     def flow_finished(self, flow: str, action: str) -> None:
         self.metrics.ivr_flows_finished.labels(flow, action).inc()
-
-
-async def is_blocked(database: AsyncEngine, number: str) -> bool:
-    """Whether calls from ``number`` are refused; if the database cannot say, they are not."""
-    try:
-        async with database.connect() as connection:
-            found = await connection.scalar(
-                select(_BLOCKED.c.number).where(_BLOCKED.c.number == number)
-            )
-    except Exception as exc:  # an outage must not stop calls: serve rather than refuse
-        log.warning("blocked-number check failed", extra={"number": number, "error": str(exc)})
-        return False
-    return found is not None
 
 
 class _HotlineAreas:

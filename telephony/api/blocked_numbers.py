@@ -91,6 +91,7 @@ async def block(
         row = (
             await connection.execute(select(_BLOCKED).where(_BLOCKED.c.number == body.number))
         ).one()
+    services.blocked.add(body.number)
     return BlockedNumberView.model_validate(dict(row._mapping))
 
 
@@ -103,4 +104,5 @@ async def unblock(
         if gone.rowcount == 0:
             raise not_found("blocked number", number)
         await audit.record_on(connection, "blocked_number.remove", "number", number)
+    services.blocked.discard(number)
     return Response(status_code=204)

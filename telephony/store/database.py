@@ -63,3 +63,13 @@ def create_engine(url: URL | str, *, pool_size: int = 5) -> AsyncEngine:
     """An async engine with health-checked pooled connections."""
     target = url if isinstance(url, URL) else normalize_url(url)
     return create_async_engine(target, pool_size=pool_size, pool_pre_ping=True)
+
+
+def writer_engine(engine: AsyncEngine, *, pool_size: int = 2) -> AsyncEngine:
+    """The write buffer's own pool on ``engine``'s database, without the ping per checkout.
+
+    The ping was a round trip per batch (about 0.4 ms of the loop's CPU per call). The
+    buffer needs none: a connection that died with a database restart fails its batch as
+    an outage, is dropped from the pool, and the batch is retried on a new one.
+    """
+    return create_async_engine(engine.url, pool_size=pool_size, pool_pre_ping=False)

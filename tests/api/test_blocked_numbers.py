@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 from sqlalchemy import text
 
 from telephony.auth import Role
-from telephony.services import Services, is_blocked
+from telephony.services import Services
+from telephony.store.blocked import BlockedNumbers
+from telephony.store.database import create_engine
 from tests.api.fakes import Tokens
 
 
@@ -26,7 +30,9 @@ async def test_an_agent_blocks_a_caller_and_the_ivr_lookup_sees_it(
     created = await client.post("/v1/blocked-numbers", json=body, headers=agent)
     assert created.status_code == 201, created.text
     assert created.json()["created_by"] == "li"
-    assert await is_blocked(services.database, "13900000666")
+    assert services.blocked.loaded  # answered from memory, changed by the API at once
+    assert await services.blocked.contains("13900000666")
+    assert await BlockedNumbers(services.database).contains("13900000666")  # and stored
     listed = await client.get("/v1/blocked-numbers", headers=admin)
     assert [n["number"] for n in listed.json()["numbers"]] == ["13900000666"]
 
@@ -34,7 +40,8 @@ async def test_an_agent_blocks_a_caller_and_the_ivr_lookup_sees_it(
     assert refused.status_code == 403
     removed = await client.delete("/v1/blocked-numbers/13900000666", headers=admin)
     assert removed.status_code == 204
-    assert not await is_blocked(services.database, "13900000666")
+    assert not await services.blocked.contains("13900000666")
+    assert not await BlockedNumbers(services.database).contains("13900000666")
     again = await client.delete("/v1/blocked-numbers/13900000666", headers=admin)
     assert again.status_code == 404
     async with services.database.connect() as connection:
@@ -83,3 +90,32 @@ async def test_an_agent_reposting_a_blocked_number_changes_neither_reason_nor_au
     async with services.database.connect() as connection:
         actions = (await connection.scalars(text("select action from audit_log order by at"))).all()
     assert actions[-2:] == ["blocked_number.add", "blocked_number.update"]
+
+
+async def test_numbers_blocked_outside_this_process_are_seen_at_the_next_reload(
+    services: Services,
+) -> None:
+    blocked = BlockedNumbers(services.database, refresh_s=0.05)
+    await blocked.start()
+    try:
+        assert blocked.loaded and not await blocked.contains("13900000888")
+        async with services.database.begin() as connection:
+            await connection.execute(
+                text("insert into blocked_numbers (number) values ('13900000888')")
+            )
+        for _ in range(100):
+            if await blocked.contains("13900000888"):
+                break
+            await asyncio.sleep(0.02)
+        assert await blocked.contains("13900000888")
+    finally:
+        await blocked.stop()
+
+
+async def test_a_check_the_database_cannot_answer_lets_the_call_in() -> None:
+    unreachable = create_engine("postgresql+asyncpg://nobody@127.0.0.1:1/none")
+    blocked = BlockedNumbers(unreachable)
+    await blocked.reload()  # fails: nothing known
+    assert not blocked.loaded
+    assert not await blocked.contains("13900000666")
+    await unreachable.dispose()

@@ -296,7 +296,8 @@ class Harness:
         def counted(*args: Any) -> None:
             self.statements += 1
 
-        event.listen(services.database.sync_engine, "before_cursor_execute", counted)
+        for engine in (services.database, services.writer):
+            event.listen(engine.sync_engine, "before_cursor_execute", counted)
 
     def events(self) -> dict[str, float]:
         """Events received so far, by name (the ``telephony_esl_events`` counter)."""

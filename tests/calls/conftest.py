@@ -20,8 +20,9 @@ from telephony.esl.transport import EslConnection
 from telephony.ivr.flows_port import EngineFlows
 from telephony.ivr.service import IvrHooks, IvrService, IvrSettings
 from telephony.metrics import Metrics
-from telephony.services import IvrMetrics, agent_from_row, is_blocked
+from telephony.services import IvrMetrics, agent_from_row
 from telephony.sim.server import Simulator
+from telephony.store.blocked import BlockedNumbers
 from telephony.store.buffer import WriteBuffer
 from telephony.store.database import EmbeddedPostgres
 from tests.store.conftest import Database, database, embedded_server, engine  # noqa: F401
@@ -86,7 +87,7 @@ async def start_controller(
                 voicemail_dir=str(recordings / "voicemail"),
                 reload_interval_s=0.1,
             ),
-            blocked=lambda number: is_blocked(db, number),
+            blocked=BlockedNumbers(db).contains,
             hooks=ivr_hooks or IvrMetrics(metrics),
             voicemail_check=voicemail_check,
         )

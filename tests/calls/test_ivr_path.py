@@ -13,6 +13,7 @@ from sqlalchemy import text
 
 from telephony.esl.messages import Event
 from telephony.esl.transport import Backoff, EventStream
+from telephony.ivr.timing import MEDIA_APPS
 from tests.calls.conftest import Rig, start_controller
 
 REPO = Path(__file__).resolve().parents[2]
@@ -113,10 +114,12 @@ async def _event(stream: EventStream, match: Callable[[Event], bool], timeout: f
 
 
 def _prompt_started(uuid: str, name: str) -> Callable[[Event], bool]:
+    """The media application that plays ``name`` started (the engine's events)."""
     return lambda e: (
-        e.name == "PLAYBACK_START"
+        e.name == "CHANNEL_EXECUTE"
         and e.unique_id == uuid
-        and (e.get("Playback-File-Path") or "").endswith(name)
+        and e.application in MEDIA_APPS
+        and name in (e.application_data or "")
     )
 
 
