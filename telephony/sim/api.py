@@ -66,6 +66,13 @@ Simulator commands (api sim ...); everything they create is simulated:
                             TCP stays up; then the held replies and events are sent
   sim drop_connections      close every ESL connection at once, no disconnect-notice
                             (a network break); the calls stay up. -> +OK <count>
+  sim eavesdrop UUID        the eavesdrop/three_way UUID runs, or those listening to UUID,
+                            as JSON: {"uuid", "eavesdrops": [{"listener", "target",
+                            "target_partner", "mode": listen|talk_to_partner|whisper|barge,
+                            "dtmf", "hears": [uuids], "heard_by": [uuids]}]}; the mode
+                            changes with the listener's digits (uuid_recv_dtmf): 0 listen,
+                            1 talk to the target's partner, 2 whisper to the target,
+                            3 barge, * stop (eavesdrop only; three_way is always barge)
   sim stats                 channels, phones and calls placed
   sim help                  this text
 """
@@ -635,6 +642,21 @@ async def _uuid_getvar(sw: Switch, sc: Scripts, arg: str, words: list[str]) -> t
     return value if value is not None else "_undef_", None
 
 
+RECV_DTMF_USAGE = "-USAGE: <uuid> <dtmf_data>\n"
+
+
+async def _uuid_recv_dtmf(sw: Switch, sc: Scripts, arg: str, words: list[str]) -> tuple[str, After]:
+    """mod_commands ``uuid_recv_dtmf <uuid> <digits>``: queue digits on the channel as if
+    its far end had sent them (the DTMF event comes when something dequeues them)."""
+    if len(words) < 2:
+        return RECV_DTMF_USAGE, None
+    ch = sw.get(words[0])
+    if ch is None:
+        return "-ERR Cannot locate session!\n", None
+    digits = words[1]
+    return f"+OK {words[0]} received DTMF {digits}.\n", lambda: sw.recv_dtmf(ch, digits)
+
+
 async def _uuid_exists(sw: Switch, sc: Scripts, arg: str, words: list[str]) -> tuple[str, After]:
     return ("true" if words and sw.get(words[0]) is not None else "false"), None
 
@@ -803,6 +825,8 @@ async def _sim(sw: Switch, sc: Scripts, arg: str, words: list[str]) -> tuple[str
                 controls.drop_connections()
 
             return f"+OK {controls.connection_count()}\n", drop
+        if sub == "eavesdrop" and pos:
+            return _eavesdrops(sw, pos[0]), None
         if sub == "stats":
             return orjson.dumps(
                 {
@@ -816,6 +840,17 @@ async def _sim(sw: Switch, sc: Scripts, arg: str, words: list[str]) -> tuple[str
     except ValueError as exc:
         return f"-ERR {exc}\n", None
     return "-ERR bad sim command, see `api sim help`\n", None
+
+
+def _eavesdrops(sw: Switch, uid: str) -> str:
+    """``sim eavesdrop UUID``: the eavesdrops UUID runs or is the target of, as JSON."""
+    ch = sw.get(uid)
+    if ch is None:
+        return NO_CHANNEL
+    listeners = [ch] if ch.eavesdrop is not None else []
+    listeners += [w for w in ch.watchers if w.eavesdrop is not None and w is not ch]
+    rows = [w.eavesdrop.describe(w) for w in listeners if w.eavesdrop is not None]
+    return orjson.dumps({"uuid": uid, "eavesdrops": rows}).decode() + "\n"
 
 
 Handler = Callable[[Switch, "Scripts", str, list[str]], Awaitable[tuple[str, After]]]
@@ -832,6 +867,7 @@ _HANDLERS: dict[str, Handler] = {
     "uuid_setvar_multi": _uuid_setvar_multi,
     "uuid_getvar": _uuid_getvar,
     "uuid_exists": _uuid_exists,
+    "uuid_recv_dtmf": _uuid_recv_dtmf,
     "uuid_dump": _uuid_dump,
     "uuid_break": _uuid_break,
     "uuid_park": _uuid_park,

@@ -18,8 +18,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from telephony.sim import files
-from telephony.sim.channel import Channel
-from telephony.sim.switch import Switch
+from telephony.sim.channel import Channel, Eavesdrop
+from telephony.sim.switch import Switch, switch_true
 
 App = Callable[[Switch, Channel, str], Awaitable[str]]
 
@@ -157,8 +157,7 @@ async def _playback(sw: Switch, ch: Channel, arg: str) -> str:
             if result != "dtmf":
                 break
             while ch.dtmf_buffer and status == "done":
-                digit = ch.dtmf_buffer.pop(0)
-                sw.fire_dtmf(ch, digit)
+                digit = sw.dequeue_dtmf(ch)
                 if digit in terminators:
                     ch.set_var("playback_terminator_used", digit)
                     status = "break"
@@ -200,8 +199,7 @@ async def collect(
             return digits, "", "hangup"
         while True:
             while ch.dtmf_buffer:
-                digit = ch.dtmf_buffer.pop(0)
-                sw.fire_dtmf(ch, digit)
+                digit = sw.dequeue_dtmf(ch)
                 if digit in terminators and terminators not in ("", "none"):
                     return digits, digit, "success"
                 digits += digit
@@ -299,24 +297,55 @@ async def _park(sw: Switch, ch: Channel, arg: str) -> str:
     return "_none_"
 
 
-async def _listen(sw: Switch, ch: Channel, arg: str) -> str:
-    """eavesdrop / three_way: events only on the listener; ends when either side hangs up."""
+async def _eavesdrop(sw: Switch, ch: Channel, arg: str) -> str:
+    """mod_dptools ``eavesdrop <uuid>``: ED_DTMF unless ``eavesdrop_enable_dtmf`` is false;
+    ``eavesdrop_whisper_aleg`` starts with ED_MUX_READ (talk to the target's partner),
+    ``eavesdrop_whisper_bleg`` with ED_MUX_WRITE (talk to the target)."""
+    enable = ch.var("eavesdrop_enable_dtmf")
+    return await _listen(
+        sw,
+        ch,
+        arg,
+        dtmf=enable is None or switch_true(enable),
+        mux_read=switch_true(ch.var("eavesdrop_whisper_aleg")),
+        mux_write=switch_true(ch.var("eavesdrop_whisper_bleg")),
+    )
+
+
+async def _three_way(sw: Switch, ch: Channel, arg: str) -> str:
+    """mod_dptools ``three_way <uuid>``: an eavesdrop with ED_MUX_READ|ED_MUX_WRITE, no ED_DTMF."""
+    return await _listen(sw, ch, arg, dtmf=False, mux_read=True, mux_write=True)
+
+
+async def _listen(
+    sw: Switch, ch: Channel, arg: str, *, dtmf: bool, mux_read: bool, mux_write: bool
+) -> str:
+    """switch_ivr_eavesdrop_session: events only on the listener; ends when either side
+    hangs up, the listener is not ready, or (with ED_DTMF) on ``*``. With ED_DTMF the loop
+    dequeues the listener's digits (DTMF event) and applies them (:class:`Eavesdrop`)."""
     target = sw.get(arg.strip())
     if target is None:
         return "_none_"
+    spy = Eavesdrop(target, dtmf, mux_read, mux_write)
+    ch.eavesdrop = spy
     ch.watching.add(target)
     target.watchers.add(ch)
-    eavesdrop = True
-    if eavesdrop:
-        sw.set_read_codec(ch, "L16")
+    sw.set_read_codec(ch, "L16")
+    ch.reading = True  # the loop owns the DTMF queue: without ED_DTMF digits stay queued
     try:
-        while ch.is_up and target.is_up and not ch.unready:
-            await sw.wait(ch, None, wake=True)
+        while ch.is_up and target.is_up and not ch.unready and not spy.stopped:
+            while dtmf and ch.dtmf_buffer and not spy.stopped:
+                digit = sw.dequeue_dtmf(ch)
+                spy.command(digit)
+            if spy.stopped:
+                break
+            await sw.wait(ch, None, wake=True, dtmf=dtmf)
     finally:
+        ch.reading = False
+        ch.eavesdrop = None
         ch.watching.discard(target)
         target.watchers.discard(ch)
-        if eavesdrop:
-            sw.set_read_codec(ch, "PCMU")
+        sw.set_read_codec(ch, "PCMU")
     return "_none_"
 
 
@@ -404,8 +433,7 @@ async def _record(sw: Switch, ch: Channel, arg: str) -> str:
                 ended = why if result == "timeout" else result
                 break
             while ch.dtmf_buffer and not ended:
-                digit = ch.dtmf_buffer.pop(0)
-                sw.fire_dtmf(ch, digit)
+                digit = sw.dequeue_dtmf(ch)
                 if digit in terminators:
                     ch.set_var("playback_terminator_used", digit)
                     ended = "terminator"
@@ -475,8 +503,8 @@ APPS: dict[str, App] = {
     "sleep": _sleep,
     "hangup": _hangup,
     "park": _park,
-    "eavesdrop": _listen,
-    "three_way": _listen,
+    "eavesdrop": _eavesdrop,
+    "three_way": _three_way,
     "record_session": _record_session,
     "record": _record,
     "log": _log,

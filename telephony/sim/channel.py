@@ -31,6 +31,7 @@ import logging
 from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import NamedTuple
 
 from telephony.sim.headers import Profile, Times
 
@@ -74,6 +75,76 @@ for _mode in Mode:
 
 #: Modes in which queued ``sendmsg`` applications are executed.
 CONTROLLABLE = frozenset({Mode.PARKED, Mode.BRIDGED, Mode.REPARKED})
+
+
+#: The eavesdrop mix (switch_ivr_eavesdrop_session, src/switch_ivr_async.c): whether the
+#: listener's voice is mixed into what the target *reads* (ED_MUX_READ: the target's bridge
+#: partner, the caller, hears it) and into what is *written* to the target (ED_MUX_WRITE: the
+#: target, the agent, hears it) -> the mode's name. The listener always hears both sides.
+EAVESDROP_MODES: dict[tuple[bool, bool], str] = {
+    (False, False): "listen",
+    (True, False): "talk_to_partner",
+    (False, True): "whisper",
+    (True, True): "barge",
+}
+#: The digit commands of the eavesdrop loop (with ED_DTMF): digit -> (mux_read, mux_write);
+#: ``*`` ends the eavesdrop; any other digit changes nothing.
+EAVESDROP_DIGITS: dict[str, tuple[bool, bool]] = {
+    "0": (False, False),
+    "1": (True, False),
+    "2": (False, True),
+    "3": (True, True),
+}
+EAVESDROP_STOP = "*"
+
+
+@dataclass(slots=True)
+class Eavesdrop:
+    """A running ``eavesdrop``/``three_way`` on its listener channel."""
+
+    target: Channel
+    #: ED_DTMF: digits on the listener change the mode (eavesdrop_enable_dtmf, default on).
+    dtmf: bool
+    mux_read: bool = False
+    mux_write: bool = False
+    stopped: bool = False
+
+    @property
+    def mode(self) -> str:
+        """``listen``, ``talk_to_partner``, ``whisper`` or ``barge``."""
+        return EAVESDROP_MODES[(self.mux_read, self.mux_write)]
+
+    def command(self, digit: str) -> None:
+        """One digit dequeued by the eavesdrop loop (only called with ED_DTMF)."""
+        if digit == EAVESDROP_STOP:
+            self.stopped = True
+        elif digit in EAVESDROP_DIGITS:
+            self.mux_read, self.mux_write = EAVESDROP_DIGITS[digit]
+
+    def describe(self, listener: Channel) -> dict[str, object]:
+        """What a test reads: who hears the listener, whom the listener hears."""
+        partner = self.target.partner
+        talks_to = [self.target.uuid] if self.mux_write else []
+        if self.mux_read and partner is not None:
+            talks_to.append(partner.uuid)
+        hears = [self.target.uuid] + ([partner.uuid] if partner is not None else [])
+        return {
+            "listener": listener.uuid,
+            "target": self.target.uuid,
+            "target_partner": partner.uuid if partner is not None else None,
+            "mode": self.mode,
+            "dtmf": self.dtmf,
+            "hears": hears,
+            "heard_by": talks_to,
+        }
+
+
+class QueuedDtmf(NamedTuple):
+    """A digit in the channel's DTMF queue: RFC 2833 (``RTP``) or ``uuid_recv_dtmf`` (``APP``)."""
+
+    digit: str
+    duration: int
+    source: str
 
 
 class IllegalTransition(Exception):
@@ -152,7 +223,7 @@ class Channel:
     hold_music_run: AppRun | None = None
     #: Session recordings (media bugs) by path, as FreeSWITCH keys them (channel private).
     recordings: dict[str, RecordRun] = field(default_factory=dict)
-    dtmf_buffer: list[str] = field(default_factory=list)
+    dtmf_buffer: list[QueuedDtmf] = field(default_factory=list)
     reading: bool = False
     digits_dialed: str = ""
     #: The park loop (switch_ivr_park) is running: CF_CONTROLLED, a nested park is refused.
@@ -177,6 +248,8 @@ class Channel:
     #: Channels an eavesdrop/three_way on this channel listens to, and who listens to this one.
     watching: set[Channel] = field(default_factory=set)
     watchers: set[Channel] = field(default_factory=set)
+    #: The eavesdrop/three_way this channel runs (its mode), if any.
+    eavesdrop: Eavesdrop | None = None
     answered_evt: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __repr__(self) -> str:

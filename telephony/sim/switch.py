@@ -36,7 +36,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from telephony.sim import files
 from telephony.sim.captured import VARIABLE_PHASES
-from telephony.sim.channel import CONTROLLABLE, AppRun, Channel, ExecRequest, Mode, RecordRun
+from telephony.sim.channel import (
+    CONTROLLABLE,
+    AppRun,
+    Channel,
+    ExecRequest,
+    Mode,
+    QueuedDtmf,
+    RecordRun,
+)
 from telephony.sim.clock import SimClock
 from telephony.sim.headers import (
     CALLING,
@@ -933,9 +941,8 @@ class Switch:
             return
         if ch.unready:
             return  # a state change is pending: the loop leaves without testing the timer
-        for digit in ch.dtmf_buffer:
-            self.fire_dtmf(ch, digit)  # left queued: the loop dequeues and drops them
-        ch.dtmf_buffer.clear()
+        while ch.dtmf_buffer:
+            self.dequeue_dtmf(ch)  # left queued: the loop dequeues and drops them
         if ch.in_park_loop:
             self._park_arm(ch, FRAME_S)
 
@@ -1025,20 +1032,34 @@ class Switch:
         """A digit arrives (RFC 2833). Readers dequeue it (and fire DTMF); others see it now."""
         if not ch.is_up:
             return
-        ch.digits_dialed += digit
+        self.queue_dtmf(ch, QueuedDtmf(digit, duration, "RTP"))
+
+    def recv_dtmf(self, ch: Channel, digits: str) -> None:
+        """``uuid_recv_dtmf``: the digits are queued on ``ch`` as if its far end had sent
+        them (switch_channel_queue_dtmf_string, 2000 ms each, ``DTMF-Source: APP``)."""
+        for digit in digits:
+            if ch.is_up:
+                self.queue_dtmf(ch, QueuedDtmf(digit, 2000, "APP"))
+
+    def queue_dtmf(self, ch: Channel, dtmf: QueuedDtmf) -> None:
+        """Readers dequeue the digit (and fire DTMF then); others see it at once."""
+        ch.digits_dialed += dtmf.digit
+        ch.dtmf_buffer.append(dtmf)
         if ch.reading:
-            ch.dtmf_buffer.append(digit)
             ch.wake.set()
         else:
-            self.fire_dtmf(ch, digit, duration)
+            self.dequeue_dtmf(ch)
 
-    def fire_dtmf(self, ch: Channel, digit: str, duration: int = 2240) -> None:
+    def dequeue_dtmf(self, ch: Channel) -> str:
+        """switch_channel_dequeue_dtmf: the oldest queued digit, with its DTMF event."""
+        digit, duration, source = ch.dtmf_buffer.pop(0)
         self.fire(
             "DTMF",
             ch,
-            mid=[("DTMF-Digit", digit), ("DTMF-Duration", str(duration)), ("DTMF-Source", "RTP")],
+            mid=[("DTMF-Digit", digit), ("DTMF-Duration", str(duration)), ("DTMF-Source", source)],
             variables=False,
         )
+        return digit
 
     # ---------------------------------------------------------------- bridge
 

@@ -71,6 +71,19 @@ LAB_DIALPLAN = (
 )
 
 
+def _kill_race(leg: str, index: int) -> Race:
+    """The peer's HANGUP_COMPLETE (``index`` in ``leg``) after ``uuid_kill`` of the caller."""
+    return Race(
+        leg,
+        index,
+        ("Channel-Call-UUID", "variable_call_uuid"),
+        "`uuid_kill <A>` of the bridge originator: here A's UNBRIDGE (its bridge thread "
+        "resets the peer's call_uuid) came before the peer's HANGUP_COMPLETE, in "
+        "three_way_on_bridged_agent (the same kill) after it (call_uuid still A). The "
+        "simulator keeps the order of the older captures.",
+    )
+
+
 def _call(*options: str) -> SetupStep:
     return SetupStep(2, " ".join(["api sim call", HOTLINE, CALLER, *options]))
 
@@ -204,23 +217,32 @@ SCENARIOS: dict[str, Scenario] = {
                     *_phones("1001 answer_after_ms=1000", "1002 answer_after_ms=1000"),
                     _call(),
                 ),
-                races=(
-                    Race(
-                        "C",
-                        14,
-                        ("Channel-Call-UUID", "variable_call_uuid"),
-                        "`uuid_kill <A>` of the bridge originator: here A's UNBRIDGE (its bridge "
-                        "thread resets the peer's call_uuid) came before C's HANGUP_COMPLETE, in "
-                        "three_way_on_bridged_agent (the same kill) after it (call_uuid still A). "
-                        "The simulator keeps the order of the older captures.",
-                    ),
-                ),
+                races=(_kill_race("C", 14),),
             ),
         ),
         assumptions=(
             "The caller never hangs up (the controller kills it), as SIPp did. The lab "
             "dialplan set park_timeout=60:NORMAL_TEMPORARY_FAILURE and hold_music="
             "local_stream://moh: `api sim set hotline_park_timeout` / `hotline_hold_music`."
+        ),
+    ),
+    "eavesdrop_modes": Scenario(
+        "eavesdrop_modes",
+        (
+            ConnectionPlan(
+                "eavesdrop_modes",
+                setup=(
+                    *LAB_DIALPLAN,
+                    *_phones("1001 answer_after_ms=1000", "1002 answer_after_ms=1000"),
+                    _call(),
+                ),
+                races=(_kill_race("B", 9),),
+            ),
+        ),
+        assumptions=(
+            "The caller never hangs up (the controller kills it), as SIPp did; the lab "
+            "dialplan as in consult_transfer. The supervisor's digits are the controller's "
+            "own `uuid_recv_dtmf`, replayed as captured."
         ),
     ),
     "park_timer": Scenario(
