@@ -19,6 +19,7 @@ import orjson
 
 from telephony.sim import wire
 from telephony.sim.channel import AppRun, Channel, ExecRequest, Mode
+from telephony.sim.scripts import CITIZEN_REFUSALS
 from telephony.sim.switch import Switch, new_uuid, str2cause
 
 if TYPE_CHECKING:
@@ -46,6 +47,13 @@ Simulator commands (api sim ...); everything they create is simulated:
       followed by a 6-digit sequence number -> +OK COUNT (for load runs)
   sim phone EXT [answer_after_ms=N|never|reject] [expires=S]
       register an agent phone on EXT (sofia::register) -> +OK
+  sim citizen NUMBER [answer|busy|no_answer|reject|not_found] [answer_after_ms=N]
+             [dtmf=DIGITS] [dtmf_delay_ms=N] [hangup_after_s=N]
+      script the citizen an `originate sofia/gateway/GW/NUMBER` reaches (default: answers
+      after 1000 ms): busy 486 USER_BUSY, reject 603 CALL_REJECTED, not_found 404
+      UNALLOCATED_NUMBER (recv_refuse), no_answer rings until originate_timeout
+      (NO_ANSWER); after the answer DIGITS one every N ms, BYE hangup_after_s after the
+      answer. Gateways: `sim set gateways carrier,...` (others: -ERR INVALID_GATEWAY)
   sim unregister EXT        the phone un-registers (sofia::unregister)
   sim expire EXT            the registration expires (sofia::expire)
   sim hangup UUID           the far end of UUID hangs up (BYE, recv_bye)
@@ -100,6 +108,8 @@ async def originate_leg(
     variables, endpoint = _split_vars(dial)
     if endpoint.startswith("null/"):
         return await _originate_null(sw, endpoint[len("null/") :], variables)
+    if endpoint.startswith("sofia/gateway/"):
+        return await _originate_gateway(sw, scripts, endpoint[len("sofia/gateway/") :], variables)
     if not endpoint.startswith("user/"):
         return "-ERR CHAN_NOT_IMPLEMENTED\n", None, None
     ext = endpoint[len("user/") :].split("@", 1)[0]
@@ -111,25 +121,77 @@ async def originate_leg(
     await sw.clock.sleep(0.02)
     if not ch.is_up:
         return "-ERR ORIGINATOR_CANCEL\n", None, None
+    if not phone.reject:
+        return await _ring(sw, ch, _timeout_of(variables), phone.answer_after_ms)
     sw.ring_outbound(ch)
+    if await sw.wait(ch, 0.05) == "hangup":  # killed while ringing
+        return f"-ERR {ch.hangup_cause or 'ORIGINATOR_CANCEL'}\n", None, None
+    return _failed(sw, ch, "CALL_REJECTED", "recv_refuse")
+
+
+async def _originate_gateway(
+    sw: Switch, scripts: Scripts, rest: str, variables: dict[str, str]
+) -> tuple[str, Channel | None, After]:
+    """``sofia/gateway/GW/NUMBER`` to a scripted citizen (``sim citizen``), as the
+    ``outbound_dispositions`` capture shows: a refusal (486/603/404) hangs the leg up with
+    no PROGRESS, HANGUP_COMPLETE before the job; no answer within ``originate_timeout``
+    is NO_ANSWER with the job before HANGUP_COMPLETE. An unknown gateway fails before any
+    channel exists (sofia_outgoing_channel: "Invalid Gateway", INVALID_GATEWAY)."""
+    gateway, _, number = rest.partition("/")
+    if gateway not in sw.settings["gateways"].split(",") or not number:
+        return "-ERR INVALID_GATEWAY\n", None, None
+    citizen = scripts.citizen(number)
+    uid = variables.get("origination_uuid") or new_uuid()
+    ch = sw.new_gateway(number, variables, uid)
+    await sw.clock.sleep(0.02)
+    if not ch.is_up:
+        return f"-ERR {ch.hangup_cause or 'ORIGINATOR_CANCEL'}\n", None, None
+    refusal = CITIZEN_REFUSALS[citizen.behaviour]
+    if refusal is not None:
+        if await sw.wait(ch, 0.05) == "hangup":
+            return f"-ERR {ch.hangup_cause or 'ORIGINATOR_CANCEL'}\n", None, None
+        cause, disposition = refusal
+        sw.hangup(ch, cause, disposition, teardown=False)
+        sw.complete_hangup(ch)
+        return f"-ERR {cause}\n", None, lambda: sw.destroy(ch)
+    answer_ms = None if citizen.behaviour == "no_answer" else citizen.answer_after_ms
+    body, leg, finish = await _ring(sw, ch, _timeout_of(variables), answer_ms)
+    if leg is not None:
+        scripts.answered_citizen(leg, citizen)
+    return body, leg, finish
+
+
+def _timeout_of(variables: dict[str, str]) -> float:
+    """``originate_timeout`` in seconds (default 60)."""
     try:
-        timeout = float(variables.get("originate_timeout", "60"))
+        return float(variables.get("originate_timeout", "60"))
     except ValueError:
-        timeout = 60.0
-    if phone.reject:
-        result = await sw.wait(ch, 0.05)
-        cause, disposition = "CALL_REJECTED", "recv_refuse"
-    elif phone.answer_after_ms is None or phone.answer_after_ms / 1000 >= timeout:
+        return 60.0
+
+
+async def _ring(
+    sw: Switch, ch: Channel, timeout: float, answer_after_ms: int | None
+) -> tuple[str, Channel | None, After]:
+    """A ringing outbound leg (PROGRESS): answered after ``answer_after_ms`` (None: never)
+    unless ``originate_timeout`` comes first (NO_ANSWER, send_cancel; HANGUP_COMPLETE and
+    DESTROY after the job)."""
+    sw.ring_outbound(ch)
+    if answer_after_ms is None or answer_after_ms / 1000 >= timeout:
         result = await sw.wait(ch, timeout)
-        cause, disposition = "NO_ANSWER", "send_cancel"
+        cause = "NO_ANSWER"
     else:
-        result = await sw.wait(ch, phone.answer_after_ms / 1000)
+        result = await sw.wait(ch, answer_after_ms / 1000)
         if result == "timeout":
             sw.answer_outbound(ch)
-            return f"+OK {uid}\n", ch, None
-        cause, disposition = "ORIGINATOR_CANCEL", "send_cancel"
+            return f"+OK {ch.uuid}\n", ch, None
+        cause = "ORIGINATOR_CANCEL"
     if result == "hangup":  # killed while ringing: its own teardown finishes it
         return f"-ERR {ch.hangup_cause or 'ORIGINATOR_CANCEL'}\n", None, None
+    return _failed(sw, ch, cause, "send_cancel")
+
+
+def _failed(sw: Switch, ch: Channel, cause: str, disposition: str) -> tuple[str, None, After]:
+    """A failed originate: HANGUP now, HANGUP_COMPLETE and DESTROY after the job."""
     sw.hangup(ch, cause, disposition, teardown=False)
 
     def finish() -> None:
@@ -169,13 +231,7 @@ async def _originate_null(
             timeout = 60.0
         if await sw.wait(ch, timeout) == "hangup":
             return f"-ERR {ch.hangup_cause or 'ORIGINATOR_CANCEL'}\n", None, None
-        sw.hangup(ch, "NO_ANSWER", "send_cancel", teardown=False)
-
-        def finish() -> None:
-            sw.complete_hangup(ch)
-            sw.destroy(ch)
-
-        return "-ERR NO_ANSWER\n", None, finish
+        return _failed(sw, ch, "NO_ANSWER", "send_cancel")
     if await sw.wait(ch, delay_ms / 1000 or 0.0) == "hangup":
         return f"-ERR {ch.hangup_cause or 'ORIGINATOR_CANCEL'}\n", None, None
     sw.answer_null(ch)
@@ -825,6 +881,9 @@ async def _sim(sw: Switch, sc: Scripts, arg: str, words: list[str]) -> tuple[str
                 controls.drop_connections()
 
             return f"+OK {controls.connection_count()}\n", drop
+        if sub == "citizen" and pos:
+            sc.script_citizen(pos[0], pos[1:], opts)
+            return "+OK\n", None
         if sub == "eavesdrop" and pos:
             return _eavesdrops(sw, pos[0]), None
         if sub == "stats":

@@ -39,12 +39,37 @@ class Phone:
     expired_at: float | None = None
 
 
+#: A scripted citizen's answer to an outbound call -> (Hangup-Cause, SIP disposition) for
+#: the refusals (mod_sofia sofia_glue_sip_cause_to_freeswitch: 486, 603, 404), or None.
+CITIZEN_REFUSALS: dict[str, tuple[str, str] | None] = {
+    "answer": None,
+    "no_answer": None,
+    "busy": ("USER_BUSY", "recv_refuse"),
+    "reject": ("CALL_REJECTED", "recv_refuse"),
+    "not_found": ("UNALLOCATED_NUMBER", "recv_refuse"),
+}
+
+
+@dataclass(slots=True)
+class Citizen:
+    """A citizen's phone reached through a gateway (``sofia/gateway/GW/NUMBER``)."""
+
+    number: str
+    behaviour: str = "answer"  # a key of CITIZEN_REFUSALS
+    answer_after_ms: int = 1000
+    dtmf: str = ""
+    dtmf_delay_ms: int = 1000
+    hangup_after_s: float | None = None
+
+
 class Scripts:
     """The registry of simulated phones, and the factory of simulated callers."""
 
     def __init__(self, switch: Switch) -> None:
         self.switch = switch
         self.phones: dict[str, Phone] = {}
+        #: Scripted citizens by number (``sim citizen``); others answer after 1 s.
+        self.citizens: dict[str, Citizen] = {}
         #: Expired registrations ``sofia status`` still lists for a moment (as FreeSWITCH does).
         self.expired: dict[str, Phone] = {}
         self.calls_placed = 0
@@ -173,6 +198,35 @@ class Scripts:
                 dtmf_delay_ms=dtmf_delay_ms,
                 hangup_after_s=hangup_after_s,
             )
+
+    def script_citizen(self, number: str, words: list[str], opts: dict[str, str]) -> Citizen:
+        """``sim citizen NUMBER [answer|busy|no_answer|reject|not_found] [answer_after_ms=N]
+        [dtmf=DIGITS] [dtmf_delay_ms=N] [hangup_after_s=N]``; ValueError when malformed."""
+        behaviour = words[0] if words else "answer"
+        if behaviour not in CITIZEN_REFUSALS:
+            raise ValueError(f"unknown citizen behaviour {behaviour!r}")
+        after = opts.get("hangup_after_s")
+        citizen = Citizen(
+            number,
+            behaviour,
+            answer_after_ms=int(opts.get("answer_after_ms", "1000")),
+            dtmf=opts.get("dtmf", ""),
+            dtmf_delay_ms=int(opts.get("dtmf_delay_ms", "1000")),
+            hangup_after_s=float(after) if after is not None else None,
+        )
+        self.citizens[number] = citizen
+        return citizen
+
+    def citizen(self, number: str) -> Citizen:
+        """The script for ``number`` (unscripted: answers after 1 s)."""
+        return self.citizens.get(number) or Citizen(number)
+
+    def answered_citizen(self, ch: Channel, citizen: Citizen) -> None:
+        """The citizen answered: its keys and its hang-up follow (as a ``sim call`` caller's)."""
+        self.switch.spawn(
+            self._citizen(ch, citizen.dtmf, citizen.dtmf_delay_ms, citizen.hangup_after_s),
+            name=f"citizen-{ch.uuid}",
+        )
 
     async def _citizen(
         self, ch: Channel, dtmf: str, delay_ms: int, hangup_after_s: float | None

@@ -266,6 +266,7 @@ class Switch:
             "linger_ms": "500",
             "expire_linger_ms": "900",
             "local_stream_ms": "-1",
+            "gateways": "carrier",
         }
         # Set by the app module at import (avoids an import cycle).
         self.run_app: Callable[[Switch, Channel, str, str], Awaitable[str]] | None = None
@@ -582,6 +583,19 @@ class Switch:
             presence_id=f"{ext}@127.0.0.1",
             port=port,
             ext=ext,
+            phase="out_create",
+        )
+
+    def new_gateway(self, number: str, origin_vars: dict[str, str], uid: str) -> Channel:
+        """A leg to a citizen through a carrier gateway (``sofia/gateway/GW/NUMBER``); the
+        capture names it ``sofia/internal/NUMBER`` (CREATE and ORIGINATE fired here)."""
+        return self._originated(
+            f"sofia/internal/{number}",
+            number,
+            origin_vars,
+            uid,
+            source="src/switch_ivr_originate.c",
+            presence_id="",
             phase="out_create",
         )
 

@@ -134,3 +134,68 @@ async def test_whisper_variables_and_three_way(
     )
     rows = await _rows_of(c, e)
     assert [(r["mode"], r["dtmf"]) for r in rows] == [("barge", False)]
+
+
+async def _callback(c: RawClient, number: str, job: str, gateway: str = "carrier") -> str:
+    """The BACKGROUND_JOB body of an outbound call from the hotline number."""
+    await c.command(
+        f"bgapi originate {{origination_uuid=cb-{job},origination_caller_id_number=12345,"
+        f"originate_timeout=6}}sofia/gateway/{gateway}/{number} &park()\nJob-UUID: {job}"
+    )
+    await c.wait(lambda: any(e.h.get("Job-UUID") == job for e in c.events()), 10)
+    body = next(e for e in c.events() if e.h.get("Job-UUID") == job).body
+    assert body is not None
+    return body
+
+
+async def test_outbound_dispositions(client: RawClient) -> None:
+    c = client
+    for number, spec in (
+        ("13800138002", "busy"),
+        ("13800138003", "no_answer"),
+        ("13800138004", "reject"),
+        ("13800138005", "not_found"),
+        ("13800138006", "answer answer_after_ms=500 hangup_after_s=4"),
+    ):
+        assert await c.api(f"sim citizen {number} {spec}") == "+OK\n"
+    assert await c.api("sim citizen 1 dance") == "-ERR unknown citizen behaviour 'dance'\n"
+    for number, job, cause, q850 in (
+        ("13800138002", "busy", "USER_BUSY", "17"),
+        ("13800138004", "reject", "CALL_REJECTED", "21"),
+        ("13800138005", "nf", "UNALLOCATED_NUMBER", "1"),
+    ):
+        assert await _callback(c, number, job) == f"-ERR {cause}\n"
+        uid = f"cb-{job}"
+        await c.wait_event("CHANNEL_DESTROY", uid)
+        names = [e.name for e in c.events() if e.uuid == uid or e.h.get("Job-UUID") == job]
+        assert names == [
+            "CHANNEL_CREATE",
+            "CHANNEL_ORIGINATE",
+            "CHANNEL_HANGUP",
+            "CHANNEL_HANGUP_COMPLETE",
+            "BACKGROUND_JOB",
+            "CHANNEL_DESTROY",
+        ]
+        done = next(e for e in c.events(uid) if e.name == "CHANNEL_HANGUP_COMPLETE")
+        assert done.h["variable_hangup_cause_q850"] == q850
+        assert done.h["variable_sip_hangup_disposition"] == "recv_refuse"
+    assert await _callback(c, "13800138003", "na") == "-ERR NO_ANSWER\n"
+    await c.wait_event("CHANNEL_DESTROY", "cb-na")
+    names = [e.name for e in c.events() if e.uuid == "cb-na" or e.h.get("Job-UUID") == "na"]
+    assert names[2:] == [
+        "CHANNEL_PROGRESS",
+        "CHANNEL_HANGUP",
+        "BACKGROUND_JOB",
+        "CHANNEL_HANGUP_COMPLETE",
+        "CHANNEL_DESTROY",
+    ]
+    assert await _callback(c, "13800138006", "ans") == "+OK cb-ans\n"
+    await c.wait_event("CHANNEL_PARK", "cb-ans")
+    await c.wait_event(
+        "CHANNEL_DESTROY",
+        "cb-ans",
+    )
+    hangup = next(e for e in c.events("cb-ans") if e.name == "CHANNEL_HANGUP_COMPLETE")
+    assert hangup.h["variable_sip_hangup_disposition"] == "recv_bye"
+    assert await _callback(c, "13800138001", "gw", gateway="nowhere") == "-ERR INVALID_GATEWAY\n"
+    assert not c.events("cb-gw")
