@@ -105,20 +105,49 @@ class Settings(BaseSettings):
     wrap_up_seconds: float = Field(
         default=10.0, ge=0, description="after-call work time before an agent is offered again"
     )
-    overload_max_lag_ms: float = Field(
-        default=250.0,
+    outbound_dial_string: str = Field(
+        default="sofia/gateway/{gateway}/{number}",
+        min_length=1,
+        max_length=200,
+        description="how an outside number is dialled (transfers, three-way, agents' "
+        "outbound calls); {number} and {gateway} are filled in",
+    )
+    outbound_gateway: str = Field(
+        default="carrier",
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="the SIP gateway (trunk) outside numbers are dialled through",
+    )
+    outbound_caller_id: str = Field(
+        default="12345",
+        pattern=r"^\+?[0-9]{1,32}$",
+        description="the caller ID agents' outbound calls show (the hotline's number)",
+    )
+    overload_max_cpu: float = Field(
+        default=0.85,
         ge=0,
-        description="refuse new calls while the event loop runs later than this (0: never)",
+        le=1,
+        description="limit new calls while the process uses more than this share of one core "
+        "(0: never)",
+    )
+    overload_max_calls_per_second: float = Field(
+        default=0.0,
+        ge=0,
+        description="never admit more new calls a second than this, whatever the load (0: no cap)",
+    )
+    overload_max_lag_ms: float = Field(
+        default=100.0,
+        ge=0,
+        description="limit new calls while the event loop runs later than this (0: never)",
     )
     overload_max_event_age_ms: float = Field(
-        default=1000.0,
+        default=500.0,
         ge=0,
-        description="refuse new calls while events wait longer than this to be handled (0: never)",
+        description="limit new calls while events wait longer than this to be handled (0: never)",
     )
     overload_max_buffered_writes: int = Field(
         default=20_000,
         ge=0,
-        description="refuse new calls while more database writes than this wait (0: never)",
+        description="limit new calls while more database writes than this wait (0: never)",
     )
     api_max_body_bytes: int = Field(
         default=1024 * 1024,

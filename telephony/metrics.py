@@ -137,7 +137,17 @@ class Metrics:
         )
         self.overload_shedding = Gauge(
             "telephony_overload_shedding",
-            "1 while the control plane refuses new calls (over its capacity), else 0",
+            "1 while the control plane limits new calls to what it can serve, else 0",
+            registry=r,
+        )
+        self.overload_admit_rate = Gauge(
+            "telephony_overload_admit_rate",
+            "New calls a second the control plane admits now (0: no limit)",
+            registry=r,
+        )
+        self.process_cpu_share = Gauge(
+            "telephony_process_cpu_share",
+            "The control plane's CPU over the last second, as a share of one core",
             registry=r,
         )
         self.event_loop_lag = Gauge(

@@ -336,6 +336,8 @@ def attach_call_engine(services: Services) -> None:
     services.components.append(flows.service)
     guard = OverloadGuard(
         OverloadSettings(
+            max_cpu=settings.overload_max_cpu,
+            max_rate=settings.overload_max_calls_per_second,
             max_loop_lag_s=settings.overload_max_lag_ms / 1000,
             max_event_age_s=settings.overload_max_event_age_ms / 1000,
             max_buffer_depth=settings.overload_max_buffered_writes,

@@ -73,7 +73,7 @@ class Intake:
             hold_music=event.variable("hold_music"),
         )
         core.adopt(call)
-        if core.overload is not None and core.overload.shedding and not _core_park(event):
+        if core.overload is not None and not _core_park(event) and not core.overload.admit():
             # Over capacity: refused before answer (a 503 for the citizen), with its CDR.
             call.ivr_outcome = Outcome.REFUSED
             core.metrics.calls_refused.labels(core.port.node).inc()

@@ -1,20 +1,30 @@
-"""Overload control: the controller measures its own lag and, past its capacity, refuses
-new calls early and cleanly so that the calls it has accepted finish normally.
+"""Overload control: the controller measures its own load and, past its capacity, admits
+new calls only at the rate it can serve, refusing the rest early and cleanly, so that the
+calls it has accepted finish normally.
 
 Signals, sampled every ``interval_s`` on the loop itself:
 
+* **CPU**: the process's CPU time per second of wall time over the last second, as a
+  share of one core (the event loop, the ESL thread and the log writer share one GIL,
+  so one core is what the process can use; this signal rises before any queue does);
 * **event-loop lag**: how late a timer fires (everything on the loop waits that long);
 * **event age**: how long ago (by the switch's clock) the latest event was raised when
   the engine handled it, less the smallest such age seen lately (the clocks' offset), so
   a backlog of unread events shows even when the loop itself is quick;
 * **write-buffer depth**: rows waiting for the database.
 
-Above any threshold the guard *sheds*: a new call, still unanswered in the dialplan's
-park, is hung up with ``refuse_cause`` (``NORMAL_TEMPORARY_FAILURE``: mod_sofia answers
-the INVITE with 503 Service Unavailable, which the network plays to the citizen) and
-gets a CDR with outcome ``refused`` (a system loss for the 呼损 KPI). It accepts again
-once every signal has stayed under half its threshold for ``recover_s`` (hysteresis: no
-flapping at the edge).
+Admission is rate-based (additive increase, multiplicative decrease, as SIP overload
+control does it: RFC 7339's "rate" algorithm). While every signal is under its threshold
+no limit applies. When one goes over, the admitted rate is limited to ``decrease`` times
+what was admitted over the last second, and cut again by the same factor every
+``hold_s`` while any signal stays over. While every signal is under ``calm`` times its
+threshold, the limit grows by ``increase`` of itself a second; it is lifted once it has
+stayed above the offered rate for ``recover_s``. Within the limit a token bucket
+(``burst_s`` of the rate) admits calls; a call over it is *refused*: still unanswered in
+the dialplan's park, it is hung up with ``refuse_cause`` (``NORMAL_TEMPORARY_FAILURE``:
+mod_sofia answers the INVITE with 503 Service Unavailable, which the network plays to
+the citizen) and gets a CDR with outcome ``refused`` (a system loss for the 呼损 KPI).
+A fixed ceiling, ``max_rate`` (new calls a second, 0 = none), applies always.
 """
 
 from __future__ import annotations
@@ -33,18 +43,27 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class OverloadSettings:
-    """Thresholds of :class:`OverloadGuard` (0 disables a signal)."""
+    """Thresholds and the admission law of :class:`OverloadGuard` (0 disables a signal)."""
 
-    max_loop_lag_s: float = 0.25
-    max_event_age_s: float = 1.0
+    max_cpu: float = 0.85
+    max_loop_lag_s: float = 0.1
+    max_event_age_s: float = 0.5
     max_buffer_depth: int = 20_000
-    recover_s: float = 2.0
+    max_rate: float = 0.0
     interval_s: float = 0.1
+    window_s: float = 1.0
+    decrease: float = 0.8
+    hold_s: float = 1.0
+    calm: float = 0.8
+    increase: float = 0.1
+    recover_s: float = 3.0
+    burst_s: float = 0.2
+    min_rate: float = 1.0
     refuse_cause: str = "NORMAL_TEMPORARY_FAILURE"
 
 
 class OverloadGuard:
-    """Decides whether new calls are taken; see the module docstring."""
+    """Decides, call by call, whether a new call is taken; see the module docstring."""
 
     def __init__(
         self,
@@ -52,21 +71,54 @@ class OverloadGuard:
         buffer_depth: Callable[[], int],
         clock: Callable[[], float] = time.monotonic,
         metrics: Metrics | None = None,
+        cpu_clock: Callable[[], float] = time.process_time,
     ) -> None:
         self.settings = settings
         self._buffer_depth = buffer_depth
         self._clock = clock
+        self._cpu_clock = cpu_clock
         self._metrics = metrics
-        self.shedding = False
+        #: The admitted rate in calls a second while limited; None: no limit.
+        self.limit: float | None = None
         self.loop_lag = 0.0
         self.event_age = 0.0
-        self._calm_since: float | None = None
+        self.cpu = 0.0
+        self.admitted = 0
+        self.refused = 0
+        self._tokens = 1.0
+        self._filled_at = clock()
+        self._cut_at = float("-inf")
+        self._roomy_since: float | None = None
         self._offsets: deque[tuple[float, float]] = deque()
+        # (wall, cpu, offered, admitted) at each sample of the last window_s
+        self._history: deque[tuple[float, float, int, int]] = deque()
         self._task: asyncio.Task[None] | None = None
 
     @property
-    def accepting(self) -> bool:
-        return not self.shedding
+    def shedding(self) -> bool:
+        """Whether the load limits new calls now (some may be refused)."""
+        return self.limit is not None
+
+    def admit(self) -> bool:
+        """A new call arrived: take it (True) or refuse it (False)."""
+        rate = self._rate()
+        if rate is not None:
+            now = self._clock()
+            burst = max(1.0, rate * self.settings.burst_s)
+            self._tokens = min(burst, self._tokens + (now - self._filled_at) * rate)
+            self._filled_at = now
+            if self._tokens < 1.0:
+                self.refused += 1
+                return False
+            self._tokens -= 1.0
+        self.admitted += 1
+        return True
+
+    def _rate(self) -> float | None:
+        ceiling = self.settings.max_rate
+        if ceiling > 0:
+            return ceiling if self.limit is None else min(ceiling, self.limit)
+        return self.limit
 
     def event_seen(self, raised_us: str | None, now: float) -> None:
         """An event the engine handles, with its ``Event-Date-Timestamp`` (µs, switch clock)."""
@@ -82,46 +134,68 @@ class OverloadGuard:
         self.event_age = max(0.0, offset - window[0][1])
 
     def sample(self, loop_lag: float) -> None:
-        """One measurement: update the state from the lag and the other signals."""
+        """One measurement: the signals, then the admission limit."""
         s = self.settings
+        now = self._clock()
         self.loop_lag = loop_lag
         depth = self._buffer_depth()
+        history = self._history
+        history.append((now, self._cpu_clock(), self.admitted + self.refused, self.admitted))
+        while len(history) > 2 and now - history[1][0] >= s.window_s:
+            history.popleft()
+        first, last = history[0], history[-1]
+        span = last[0] - first[0]
+        offered_rate = (last[2] - first[2]) / span if span > 0 else 0.0
+        admitted_rate = (last[3] - first[3]) / span if span > 0 else 0.0
+        self.cpu = (last[1] - first[1]) / span if span > 0 else 0.0
         if self._metrics is not None:
             self._metrics.event_loop_lag.set(loop_lag)
-        over = (
-            (s.max_loop_lag_s > 0 and loop_lag > s.max_loop_lag_s)
-            or (s.max_event_age_s > 0 and self.event_age > s.max_event_age_s)
-            or (s.max_buffer_depth > 0 and depth > s.max_buffer_depth)
+        levels = (
+            (self.cpu, s.max_cpu),
+            (loop_lag, s.max_loop_lag_s),
+            (self.event_age, s.max_event_age_s),
+            (float(depth), float(s.max_buffer_depth)),
         )
-        calm = (
-            (s.max_loop_lag_s <= 0 or loop_lag < s.max_loop_lag_s / 2)
-            and (s.max_event_age_s <= 0 or self.event_age < s.max_event_age_s / 2)
-            and (s.max_buffer_depth <= 0 or depth < s.max_buffer_depth / 2)
-        )
-        now = self._clock()
-        if over and not self.shedding:
-            self.shedding, self._calm_since = True, None
-            log.warning(
-                "overload: refusing new calls",
-                extra={"loop_lag_s": loop_lag, "event_age_s": self.event_age, "depth": depth},
-            )
-            self._report()
-        elif self.shedding:
-            if not calm:
-                self._calm_since = None
-            elif self._calm_since is None:
-                self._calm_since = now
-            elif now - self._calm_since >= s.recover_s:
-                self.shedding, self._calm_since = False, None
-                log.warning("overload over: taking new calls again")
-                self._report()
+        over = any(limit > 0 and value > limit for value, limit in levels)
+        calm = all(limit <= 0 or value < limit * s.calm for value, limit in levels)
+        if over:
+            self._roomy_since = None
+            if now - self._cut_at >= s.hold_s:
+                base = admitted_rate if self.limit is None else min(self.limit, admitted_rate)
+                was = self.limit
+                self.limit = max(s.min_rate, base * s.decrease)
+                self._cut_at = now
+                if was is None:
+                    self._tokens = 0.0
+                    log.warning(
+                        "overload: limiting new calls",
+                        extra={
+                            "rate": round(self.limit, 1),
+                            "cpu": round(self.cpu, 2),
+                            "loop_lag_s": round(loop_lag, 3),
+                            "event_age_s": round(self.event_age, 3),
+                            "depth": depth,
+                        },
+                    )
+        elif calm and self.limit is not None:
+            self.limit += self.limit * s.increase * s.interval_s
+            if self.limit < offered_rate:
+                self._roomy_since = None
+            elif self._roomy_since is None:
+                self._roomy_since = now
+            elif now - self._roomy_since >= s.recover_s:
+                self.limit, self._roomy_since = None, None
+                log.warning("overload over: taking every new call again")
+        self._report()
 
     def _report(self) -> None:
         if self._metrics is not None:
-            self._metrics.overload_shedding.set(1 if self.shedding else 0)
+            self._metrics.overload_shedding.set(1 if self.limit is not None else 0)
+            self._metrics.overload_admit_rate.set(self._rate() or 0.0)
+            self._metrics.process_cpu_share.set(self.cpu)
 
     def start(self) -> None:
-        """Measure the loop's lag every ``interval_s`` until :meth:`stop`."""
+        """Measure every ``interval_s`` until :meth:`stop`."""
         if self._task is None:
             self._task = asyncio.create_task(self._watch(), name="overload guard")
 
