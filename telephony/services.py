@@ -41,6 +41,8 @@ from telephony.esl.port import DIALPLAN_APPLICATIONS, ENGINE_EVENTS, EslError, S
 from telephony.esl.transport import EslConnection
 from telephony.ivr.flows_port import EngineFlows
 from telephony.ivr.service import IvrService, IvrSettings
+from telephony.live.feed import LiveFeed, call_finder
+from telephony.live.hub import EventHub
 from telephony.metrics import BufferMetrics, EslMetrics, Metrics
 from telephony.recording.folders import FolderPolicy, prepare
 from telephony.recording.probe import NodeProbe, RecordingHealth
@@ -139,6 +141,11 @@ class Services:
         # Called with a skill group's id after the API created, changed or deleted it.
         self.skill_groups_changed: Callable[[str], None] = lambda group_id: None
         self._started: list[Component] = []
+        # Live events (WS /v1/events): the feed sees every write as it is put.
+        self.live = EventHub()
+        self.live_feed = LiveFeed(self.live, self.roster, database, calls=lambda: self.calls)
+        self.buffer.observers.append(self.live_feed.observe)
+        self.components.append(self.live_feed)
 
     async def start(self, *, migrate: bool = True) -> None:
         """Migrate (if asked), load the agents, start the write buffer, then the components."""
@@ -384,6 +391,7 @@ def attach_call_engine(services: Services) -> None:
     services.roster.on_available = route_everywhere
     directory = EngineDirectory(engines)
     services.calls = directory
+    services.live_feed.find_call = call_finder(engines)
     services.components.insert(0, _HotlineAreas(services.database, directory))
 
 

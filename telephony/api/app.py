@@ -24,6 +24,8 @@ from telephony.api import (
     blocked_numbers,
     call_records,
     calls,
+    console,
+    events,
     health,
     metrics,
     skill_groups,
@@ -72,6 +74,8 @@ def create_app(services: Services, *, principals: PrincipalCache | None = None) 
     for module in (health, metrics, agents, skill_groups, calls, call_records, blocked_numbers):
         document_errors(module.router)
         app.include_router(module.router)
+    app.include_router(events.router)  # authenticates itself (the middleware passes websockets)
+    app.include_router(console.router)
     # The last added runs first: the size limit, then the token, then the routes.
     app.add_middleware(BearerAuth, principals=app.state.principals, prefix=API_PREFIX)
     refused = services.metrics.api_bodies_refused

@@ -485,6 +485,9 @@ class WriteBuffer:
         self._spill_dir = spill_dir
         self._spill = _Spill(spill_dir, tables) if spill_dir is not None else None
         self.hooks: BufferHooks = hooks or NoHooks()
+        # Called with every write as it is put, on the caller's loop (the live events' feed);
+        # an observer must not block or raise.
+        self.observers: list[Callable[[Write], None]] = []
         self._wakeup = asyncio.Event()
         self._drained = asyncio.Event()
         self._drained.set()
@@ -526,6 +529,8 @@ class WriteBuffer:
         self._drained.clear()
         self._wakeup.set()
         self._report()
+        for observer in self.observers:
+            observer(write)
 
     def _spill_write(self, spill: _Spill, write: Write) -> None:
         try:
