@@ -32,8 +32,10 @@ from telephony import logs
 from telephony.acd.agent_state import Agent, AgentState
 from telephony.acd.roster import Roster
 from telephony.api.ports import CallDirectory, LiveCall, NoCalls
+from telephony.calls.control import api_state, run_command
+from telephony.calls.control_model import Command, Done
 from telephony.calls.engine import CallEngine, EngineSettings
-from telephony.calls.model import Call, CallState
+from telephony.calls.model import Call
 from telephony.calls.overload import OverloadGuard, OverloadSettings
 from telephony.calls.records import at
 from telephony.config import Settings
@@ -233,17 +235,6 @@ async def open_database(settings: Settings) -> tuple[AsyncEngine, EmbeddedPostgr
     return create_engine(url), server
 
 
-_API_STATE = {
-    CallState.PARKED: "arriving",
-    CallState.IVR: "ivr",
-    CallState.QUEUED: "queued",
-    CallState.OFFERING: "ringing",
-    CallState.CONNECTED: "talking",
-    CallState.AFTER_AGENT: "after_agent",
-    CallState.ENDED: "ended",
-}
-
-
 class EngineDirectory:
     """The API's view of the engines' live calls (:class:`CallDirectory`)."""
 
@@ -257,7 +248,7 @@ class EngineDirectory:
             node=call.node,
             caller=call.caller,
             hotline=call.hotline,
-            state=_API_STATE[call.state],
+            state=api_state(call),
             arrived_at=datetime.fromtimestamp(call.arrived_at, UTC),
             area=self.hotline_areas.get(call.hotline),
             skill_group_id=call.skill_group,
@@ -274,6 +265,10 @@ class EngineDirectory:
             if uuid in engine.calls:
                 return self._live(engine.calls[uuid])
         return None
+
+    async def command(self, command: Command) -> Done:
+        """A call-control command, to the engine that has its call (or agent)."""
+        return await run_command(self.engines, command)
 
 
 class NodeEngine:
@@ -331,6 +326,9 @@ def attach_call_engine(services: Services) -> None:
         recordings_dir=settings.recordings,
         ring_timeout_s=max(1, round(settings.ring_timeout_seconds)),
         wrap_up_s=settings.wrap_up_seconds,
+        outbound_dial=settings.outbound_dial_string,
+        outbound_gateway=settings.outbound_gateway,
+        outbound_caller_id=settings.outbound_caller_id,
     )
     flows = EngineFlows(
         IvrService(

@@ -22,6 +22,7 @@ from telephony import __version__
 from telephony.api import (
     agents,
     blocked_numbers,
+    call_control,
     call_records,
     calls,
     console,
@@ -74,6 +75,9 @@ def create_app(services: Services, *, principals: PrincipalCache | None = None) 
     for module in (health, metrics, agents, skill_groups, calls, call_records, blocked_numbers):
         document_errors(module.router)
         app.include_router(module.router)
+    for extra in (call_control.router, call_control.agents_router):
+        document_errors(extra)
+        app.include_router(extra)
     app.include_router(events.router)  # authenticates itself (the middleware passes websockets)
     app.include_router(console.router)
     # The last added runs first: the size limit, then the token, then the routes.

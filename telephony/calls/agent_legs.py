@@ -180,21 +180,24 @@ class AgentLegs:
         self._ringing.pop(agent_id, None)
         call.agent_id, call.agent_leg, call.offer_leg = agent_id, leg, None
         call.bridging = False
-        call.agent_answered_at = core.clock()
+        now = core.clock()
+        # A transferred call keeps its first answer (the CDR's wait); the talk runs on.
+        call.agent_answered_at = call.agent_answered_at or now
+        call.agent_ended_at = None
+        call.agent_left_first = False
         core.leg(call, call.uuid, LegInput.BRIDGE)
         core.leg(call, leg, LegInput.BRIDGE)
         core.carry(call, call.move(CallInput.BRIDGE))
         if agent_id in core.roster.agents:
             core.roster.apply(agent_id, AgentEvent.ANSWER)
-        core.buffer.put(
-            records.queue_entry(call, left_at=call.agent_answered_at, result="answered")
-        )
-        core.buffer.put(records.timeline(call, "connected", call.agent_answered_at, agent=agent_id))
+        core.buffer.put(records.queue_entry(call, left_at=now, result="answered"))
+        core.buffer.put(records.timeline(call, "connected", now, agent=agent_id))
         core.spawn(self._record_and_mark(call, agent_id, leg), f"record {call.uuid}")
 
     async def _record_and_mark(self, call: Call, agent_id: str, leg: str) -> None:
         core = self.core
-        await self._record(call)
+        if call.recording_id is None:  # a transferred call is recorded already
+            await self._record(call)
         await core.mark(
             call,
             tel_state="connected",
@@ -362,6 +365,23 @@ class AgentLegs:
         self.wrap_up_timers[agent_id] = loop.call_later(
             core.settings.wrap_up_s, self._wrap_up_done, agent_id
         )
+
+    def wrap_up(self, agent_id: str, extend_s: float | None = None) -> bool:
+        """End the agent's wrap-up now (``POST /v1/agents/{id}/ready``), or restart its
+        timer ``extend_s`` from now; False when no wrap-up timer runs here."""
+        timer = self.wrap_up_timers.pop(agent_id, None)
+        if timer is None:
+            agent = self.core.roster.agents.get(agent_id)
+            if extend_s is None and agent is not None and agent.state is AgentState.WRAP_UP:
+                self._wrap_up_done(agent_id)  # its timer died with a previous process
+            return False
+        timer.cancel()
+        if extend_s:
+            loop = asyncio.get_running_loop()
+            self.wrap_up_timers[agent_id] = loop.call_later(extend_s, self._wrap_up_done, agent_id)
+        else:
+            self._wrap_up_done(agent_id)
+        return True
 
     def _wrap_up_done(self, agent_id: str) -> None:
         self.wrap_up_timers.pop(agent_id, None)

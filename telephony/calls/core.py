@@ -45,6 +45,12 @@ class EngineSettings:
     bridge_timeout_s: float = 5.0
     #: How many times an IVR interrupted by a lost connection is started again.
     ivr_restarts: int = 2
+    #: Outside numbers (transfers, three-way, agents' outbound calls) are dialled through
+    #: this template; ``{number}`` and ``{gateway}`` are filled in.
+    outbound_dial: str = "sofia/gateway/{gateway}/{number}"
+    outbound_gateway: str = "carrier"
+    #: The caller ID of agents' outbound calls (the hotline's number).
+    outbound_caller_id: str = "12345"
 
 
 class EngineCore(Protocol):
@@ -92,6 +98,9 @@ class EngineCore(Protocol):
     def bridge_ended(self, call: Call) -> None: ...
     def voicemail_failed(self, call: Call, reason: str) -> None: ...
     def end_agent_call(self, agent_id: str) -> None: ...
+    def wrap_up(self, agent_id: str, extend_s: float | None = None) -> bool:
+        """End the agent's wrap-up now, or extend it by ``extend_s``; False if none runs."""
+        ...
 
     # -- several nodes --------------------------------------------------------------------
     adopted_once: bool

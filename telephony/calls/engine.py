@@ -43,6 +43,8 @@ from telephony.acd.roster import Roster
 from telephony.calls import records, values
 from telephony.calls.adoption import on_connect
 from telephony.calls.agent_legs import AgentLegs
+from telephony.calls.control import CallControl
+from telephony.calls.control_model import Command, Done
 from telephony.calls.core import EngineCore, EngineSettings
 from telephony.calls.flows import CallFlows
 from telephony.calls.intake import Intake
@@ -99,10 +101,11 @@ class CallEngine:
         self.intake_part = Intake(self)
         self.router = Router(self)
         self.legs = AgentLegs(self)
+        self.control = CallControl(self)
         roster.on_available = lambda agent: self.route()
         self._handlers: dict[str, Callable[[Event], None]] = {
-            "CHANNEL_PARK": self.intake_part.on_park,
-            "CHANNEL_BRIDGE": self.legs.on_bridge,
+            "CHANNEL_PARK": self._on_park,
+            "CHANNEL_BRIDGE": self._on_bridge,
             "CHANNEL_HANGUP_COMPLETE": self._on_hangup_complete,
             "RECORD_START": self.legs.on_record_start,
             "RECORD_STOP": self.legs.on_record_stop,
@@ -177,6 +180,18 @@ class CallEngine:
                 extra={"task": task.get_name(), "error": repr(task.exception())},
             )
 
+    async def command(self, command: Command) -> Done:
+        """A call-control command from the API (see :mod:`telephony.calls.control`)."""
+        return await self.control.handle(command)
+
+    def _on_park(self, event: Event) -> None:
+        if not self.control.on_park(event):  # a re-park a transfer or consult expects
+            self.intake_part.on_park(event)
+
+    def _on_bridge(self, event: Event) -> None:
+        if not self.control.on_bridge(event):
+            self.legs.on_bridge(event)
+
     # -- the steps of the parts (EngineCore) ----------------------------------------------
 
     async def take(self, call: Call) -> None:
@@ -221,6 +236,9 @@ class CallEngine:
     def end_agent_call(self, agent_id: str) -> None:
         self.legs.end_agent_call(agent_id)
 
+    def wrap_up(self, agent_id: str, extend_s: float | None = None) -> bool:
+        return self.legs.wrap_up(agent_id, extend_s)
+
     def peers(self) -> Iterable[EngineCore]:
         return list(self._peers)
 
@@ -260,6 +278,8 @@ class CallEngine:
         disposition = clean_or_none(event.variable("sip_hangup_disposition"), values.DISPOSITION)
         if uid in self.calls:
             self.caller_gone(self.calls[uid], cause, disposition)
+        elif self.control.leg_gone(uid, cause, disposition):
+            pass  # a leg call control made, or an agent's leg a consult depended on
         elif uid in self.agent_legs:
             self.agent_leg_gone(uid, cause, disposition)
 
@@ -273,6 +293,7 @@ class CallEngine:
         call.hangup_cause = cause
         call.hangup_disposition = disposition
         call.ended_unseen = not seen
+        self.control.call_ended(call)  # hold time counted, the legs it made hung up
         effects = call.move(CallInput.HANGUP)
         self.leg(call, call.uuid, LegInput.HANGUP, hangup_cause=cause, disposition=disposition)
         self.carry(call, effects)

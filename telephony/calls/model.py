@@ -13,6 +13,12 @@ the hotline). States:
 ``after_agent``   the agent hung up first; the caller is kept (survey, issue 4)
 ``ended``         the caller leg is gone; the CDR is written
 
+While ``connected``, what the agent does with the call (hold, consult,
+three-way, monitor) is the call-control machine's (``control_model``),
+kept in ``control``; a blind or failed transfer moves the answered call back
+to ``queued`` (event ``transfer``), and an agent's outbound call starts at
+``dial`` (``parked`` → ``offering``: the phones ring) instead of the IVR.
+
 Events: ``answer``, ``enqueue``, ``offer``, ``offer_failed`` (no answer,
 reject, unreachable: back to the queue, that agent excluded), ``bridge``,
 ``agent_hangup``, ``hangup`` (the caller leg ended, whoever caused it).
@@ -33,6 +39,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
+from telephony.calls.control_model import ControlState
 from telephony.calls.leg import Leg
 from telephony.fsm import Machine, Rule
 
@@ -55,6 +62,11 @@ class CallInput(Enum):
     BRIDGE = "bridge"
     AGENT_HANGUP = "agent_hangup"
     HANGUP = "hangup"
+    #: The agent's part is over but the citizen stays ours: a transfer to a skill group or
+    #: an agent (call control) puts the answered call back to wait for its next agent.
+    TRANSFER = "transfer"
+    #: An agent's outbound call (外线拨打): the agent's phone and then the citizen's ring.
+    DIAL = "dial"
 
 
 class CallEffect(Enum):
@@ -93,6 +105,8 @@ CALL_MACHINE: Machine[CallState, CallInput, CallEffect] = Machine(
         (St.OFFERING, In.OFFER_FAILED): Rule(St.QUEUED, (Fx.ROUTE,)),
         (St.OFFERING, In.BRIDGE): Rule(St.CONNECTED, (Fx.DEQUEUE,)),
         (St.CONNECTED, In.AGENT_HANGUP): Rule(St.AFTER_AGENT, (Fx.END_AGENT_CALL,)),
+        (St.CONNECTED, In.TRANSFER): Rule(St.QUEUED),
+        (St.PARKED, In.DIAL): Rule(St.OFFERING),
         (St.PARKED, In.HANGUP): Rule(St.ENDED, (Fx.WRITE_CDR,)),
         (St.IVR, In.HANGUP): Rule(St.ENDED, (Fx.WRITE_CDR,)),
         (St.QUEUED, In.HANGUP): Rule(St.ENDED, (Fx.DEQUEUE, Fx.WRITE_CDR)),
@@ -161,6 +175,12 @@ class Call:
     ivr_restarts: int = 0
     #: agent id -> when they last failed to take this call (not re-offered for a while)
     tried_at: dict[str, float] = field(default_factory=dict)
+    #: ``inbound`` (a citizen called the hotline) or ``outbound`` (an agent dialled out).
+    direction: str = "inbound"
+    #: Where a connected call stands for call control (hold, consult, three-way, ...).
+    control: ControlState = ControlState.NONE
+    hold_seconds: float = 0.0  # the time the citizen was on hold, retrieved holds
+    held_since: float | None = None  # on hold now, since then
 
     def move(self, event: CallInput) -> tuple[CallEffect, ...]:
         """Apply ``event`` with the call state machine; returns the effects to carry out."""
@@ -179,6 +199,10 @@ class Call:
     @property
     def outcome(self) -> Outcome:
         state = self.last_state if self.state is CallState.ENDED else self.state
+        if self.direction == "outbound":
+            return Outcome.ANSWERED if self.agent_answered_at is not None else Outcome.FAILED
+        if state in (CallState.QUEUED, CallState.OFFERING) and self.agent_answered_at:
+            state = CallState.CONNECTED  # answered, then transferred: still answered
         before_agent = state in (
             CallState.PARKED,
             CallState.IVR,
@@ -220,6 +244,11 @@ class Call:
             return None
         until = self.agent_answered_at or self.ended_at
         return None if until is None else max(0.0, until - self.queued_at)
+
+    def hold_total(self, now: float) -> float:
+        """Seconds on hold so far, a hold still running counted up to ``now``."""
+        running = 0.0 if self.held_since is None else max(0.0, now - self.held_since)
+        return self.hold_seconds + running
 
     @property
     def talk_seconds(self) -> float | None:

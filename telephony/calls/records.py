@@ -59,6 +59,10 @@ def cdr(call: Call) -> Write:
         "recording_failed": call.recording_failed,
         "voicemail_path": call.voicemail_path,
         "voicemail_failed": call.voicemail_failed,
+        "hold_seconds": round(call.hold_total(call.ended_at or call.arrived_at), 3)
+        if call.hold_seconds or call.held_since
+        else None,
+        "direction": call.direction,
     }
     return Write(_CALLS, row, update=tuple(k for k in row if k != "uuid"))
 

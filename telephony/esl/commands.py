@@ -228,3 +228,47 @@ def setvar(uuid: str, name: str, value: str) -> list[str]:
         _match(_VAR_NAME, name, "channel variable name"),
         _line(value, f"value of {name}"),
     ]
+
+
+# -- call control (hold, transfer, three-way, monitor, dial out) --------------------------
+
+_DIAL_NUMBER = re.compile(r"^\+?[0-9]{2,32}$")
+_DTMF = re.compile(r"^[0-9*#A-D]{1,16}$")
+
+
+def dial_number(number: str) -> str:
+    """An outside telephone number to dial: digits, an optional leading ``+``."""
+    return _match(_DIAL_NUMBER, number, "telephone number")
+
+
+def dial_string(template: str, number: str, **fields: str) -> str:
+    """The endpoint of an outside call from a template such as
+    ``sofia/gateway/{gateway}/{number}``; the result is one dial target (see
+    :func:`originate_args`)."""
+    values = {k: _match(_CONTEXT, v, k) for k, v in fields.items()}
+    try:
+        endpoint = template.format(number=dial_number(number), **values)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise UnsafeValue(f"invalid dial string template {template!r}: {exc}") from exc
+    return _match(_ENDPOINT, endpoint, "dial endpoint")
+
+
+def hold_args(uuid: str, on: bool = True) -> list[str]:
+    """Arguments of ``uuid_hold``: ``<uuid>`` (hold) or ``off <uuid>`` (retrieve)."""
+    return [check_uuid(uuid)] if on else ["off", check_uuid(uuid)]
+
+
+def bridge_args(uuid: str, other: str) -> list[str]:
+    """Arguments of ``uuid_bridge``: the first uuid's leg gets the CHANNEL_BRIDGE."""
+    return [check_uuid(uuid), check_uuid(other)]
+
+
+def break_args(uuid: str) -> list[str]:
+    """Arguments of ``uuid_break``: stop what the channel plays now and what is queued."""
+    return [check_uuid(uuid), "all"]
+
+
+def recv_dtmf_args(uuid: str, digits: str) -> list[str]:
+    """Arguments of ``uuid_recv_dtmf``: digits as if the channel's own phone sent them
+    (an eavesdrop leg's mode: 0 listen, 1 talk to the caller, 2 to the agent, 3 both)."""
+    return [check_uuid(uuid), _match(_DTMF, digits, "DTMF digits")]

@@ -150,6 +150,9 @@ class Call(Base):
     # The citizen's voice message: its file as the switch wrote it, or why there is none.
     voicemail_path: Mapped[str | None] = mapped_column(String(255))
     voicemail_failed: Mapped[str | None] = mapped_column(String(128))
+    # Call control: the time the citizen was on hold (保持), and who called whom.
+    hold_seconds: Mapped[float | None]
+    direction: Mapped[str | None] = mapped_column(String(16))
 
 
 class CallLeg(Base):
