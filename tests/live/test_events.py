@@ -21,7 +21,7 @@ CALLER = "13800138000"
 PRESS_0 = ("dtmf=0", "dtmf_delay_ms=5000")
 
 
-async def _seed_history(stack: LiveStack, caller: str) -> uuid.UUID:
+async def seed_history(stack: LiveStack, caller: str) -> uuid.UUID:
     """Two earlier calls of ``caller``: 3 days ago (answered by a1) and 40 days ago."""
     recent = uuid.uuid4()
     now = datetime.now(UTC)
@@ -60,7 +60,7 @@ async def test_an_agent_gets_its_state_and_a_screen_pop_before_it_answers(
 ) -> None:
     await stack.add_agent("a1", "1001", area="east")
     await stack.add_agent("b1", "1002", area="west")
-    recent = await _seed_history(stack, CALLER)
+    recent = await seed_history(stack, CALLER)
     agent = await EventsClient.open(
         stack.ws_url, await stack.token("lina", Role.AGENT, agent_id="a1")
     )
@@ -177,7 +177,7 @@ async def test_the_history_says_blocked_and_keeps_to_30_days_and_other_calls(
     stack: LiveStack,
 ) -> None:
     await stack.add_agent("a1", "1001")
-    recent = await _seed_history(stack, "13900000000")
+    recent = await seed_history(stack, "13900000000")
     async with stack.services.database.begin() as connection:
         await connection.execute(
             insert(table_of(BlockedNumber)).values(number="13900000000", reason="abuse")
