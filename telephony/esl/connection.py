@@ -13,10 +13,11 @@ their reply (``_commands_sent``) - but its reading path is replaced:
   whole body first, so ``%0A`` in a caller-ID name could forge a header) and
   never raises on bad bytes: malformed frames are logged and skipped.
 * Everything one read produced - events, and the replies of commands sent
-  from asyncio - becomes one *batch*, posted to asyncio with a single
-  ``call_soon_threadsafe`` (the ``sink``), in wire order.
-* Commands from asyncio arrive through :meth:`GreenConnection.submit` (called
-  in the hub via ``run_callback_threadsafe``). A writer greenlet appends
+  from asyncio - becomes one *batch*, handed to the ``sink`` in wire order
+  (the asyncio side wakes its loop once for all the batches it has not taken).
+* Commands from asyncio arrive through :meth:`GreenConnection.post`: a burst
+  posted before the hub takes it costs one ``run_callback_threadsafe``. A writer
+  greenlet appends
   their :class:`PendingReply` to ``_commands_sent`` and writes their bytes
   under one lock, so the FIFO order is the wire order. greenswitch's own
   ``send`` (used for ``auth`` and ``exit``) shares the lock and uses
@@ -166,6 +167,9 @@ class GreenConnection(InboundESL):  # type: ignore[misc]
         self._spawn = spawn
         self._send_lock = gevent.lock.Semaphore()
         self._outbox: deque[tuple[PendingReply, bytes]] = deque()
+        # Written by the asyncio thread, taken by the hub (deque appends and pops are atomic).
+        self._inbox: deque[tuple[PendingReply, bytes]] = deque()
+        self._posted = False
         self._wake = gevent.event.Event()
         self._reader: Any = None
         self._writer: Any = None
@@ -229,13 +233,34 @@ class GreenConnection(InboundESL):  # type: ignore[misc]
             self.sock.sendall((data + "\n\n").encode("utf-8"))
         return result.get()
 
-    def submit(self, pending: PendingReply, raw: bytes) -> None:
-        """Queue a command from asyncio (runs in the hub via ``run_callback_threadsafe``)."""
+    def post(self, pending: PendingReply, raw: bytes, call: Callable[..., None]) -> None:
+        """Queue a command from the asyncio thread; ``call`` runs a function in the hub.
+
+        Commands posted while the hub has not yet taken the earlier ones ride on the
+        same wake-up (one cross-thread call for a burst, not one each). Raises
+        ``RuntimeError`` (and keeps nothing) when the hub thread is gone.
+        """
+        self._inbox.append((pending, raw))
+        if self._posted:
+            return
+        self._posted = True
+        try:
+            call(self._take_inbox)
+        except RuntimeError:
+            self._posted = False
+            self._inbox.pop()
+            raise
+
+    def _take_inbox(self) -> None:
+        """Hub: move what asyncio posted to the writer's outbox (or fail it if closed)."""
+        self._posted = False
+        inbox = self._inbox
+        items = [inbox.popleft() for _ in range(len(inbox))]
         if not self._run or self._writer is None:
             error = EslDisconnected("not connected", node=self.node, sent=False)
-            self._sink([Resolution(pending, None, error)])
+            self._sink([Resolution(pending, None, error) for pending, _ in items])
             return
-        self._outbox.append((pending, raw))
+        self._outbox.extend(items)
         self._wake.set()
 
     def _write_loop(self) -> None:

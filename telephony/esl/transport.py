@@ -10,8 +10,10 @@ only touched in the asyncio thread.
 
 * asyncio -> gevent: commands are encoded here (``telephony.esl.commands``)
   and handed over with the hub loop's ``run_callback_threadsafe``.
-* gevent -> asyncio: one ``call_soon_threadsafe`` per socket read carries a
-  batch of events and command replies, in wire order, to :meth:`_on_batch`.
+* gevent -> asyncio: each socket read makes a batch of events and command
+  replies, in wire order, for :meth:`_on_batch`; one ``call_soon_threadsafe``
+  wakes the loop for every batch posted before the loop gets to them. Commands
+  the other way share a wake-up the same way (``GreenConnection.post``).
 * ``bgapi`` sends our own ``Job-UUID`` and registers its future *before*
   sending, so a BACKGROUND_JOB that overtakes the command/reply still finds
   it. ``execute`` does the same with ``Event-UUID``, which comes back as
@@ -460,10 +462,25 @@ class EslConnection:
         handoff = self._handoff = HandOff()
         on_batch = self._on_batch
 
+        # Batches wait here for the loop; one call_soon_threadsafe wakes it for all the
+        # batches posted before it runs (under load, many reads share one wake-up).
+        posted: deque[list[Any]] = deque()
+        scheduled = [False]
+
+        def take() -> None:  # in the asyncio thread
+            scheduled[0] = False  # before draining: a batch posted from now schedules again
+            while posted:
+                on_batch(generation, posted.popleft(), handoff)
+            self._report_depth()
+
         def sink(batch: list[Any]) -> None:  # in the gevent thread
             handoff.posted += len(batch)
+            posted.append(batch)
+            if scheduled[0]:
+                return
+            scheduled[0] = True
             try:  # noqa: SIM105 - hot path, cheaper than contextlib.suppress
-                loop.call_soon_threadsafe(on_batch, generation, batch, handoff)
+                loop.call_soon_threadsafe(take)
             except RuntimeError:  # the asyncio loop is closed: nobody is listening any more
                 pass
 
@@ -641,6 +658,8 @@ class EslConnection:
                 if item.overflow:
                     self._overflow("handoff", handoff.depth)
                 self._on_drop(item.reason)
+
+    def _report_depth(self) -> None:
         streams = self._streams
         deepest = max(len(s._items) for s in streams) if streams else 0
         self.hooks.depth(self.node, deepest, self._handoff.depth)
@@ -747,7 +766,7 @@ class EslConnection:
             raise EslDisconnected("not connected", node=self.node, sent=False)
         future: asyncio.Future[Any] = self._loop.create_future()
         try:
-            self._hub.call(green.submit, PendingReply(future), raw)
+            green.post(PendingReply(future), raw, self._hub.call)
         except RuntimeError as exc:
             raise EslDisconnected("gevent thread stopped", node=self.node, sent=False) from exc
         return future
