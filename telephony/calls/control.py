@@ -486,7 +486,12 @@ class CallControl:
         for uuid, party in list(self.legs.items()):
             if party.call == call.uuid:
                 self.core.spawn(self.core.kill(uuid), f"kill {uuid}")
-        if session is not None and session.parked_agent_leg and call.agent_leg:
+        if call.control is St.DIALING and call.agent_id:
+            # An outbound call whose number failed: the agent who answered is done with it.
+            self.core.end_agent_call(call.agent_id)
+            if call.agent_leg:
+                self.core.spawn(self.core.kill(call.agent_leg), f"kill {call.agent_leg}")
+        elif session is not None and session.parked_agent_leg and call.agent_leg:
             # park_after_bridge on the agent's leg would keep it up without the citizen
             self.core.spawn(self.core.kill(call.agent_leg), f"kill {call.agent_leg}")
         if call.control is not St.NONE:

@@ -118,9 +118,9 @@ class Dialing:
 
     def _failed(self, call: Call, cause: str, where: str) -> None:
         core = self.core
-        if call.state is CallState.ENDED:
-            return
         core.buffer.put(records.timeline(call, "dial_failed", core.clock(), cause=cause, at=where))
+        if call.state is CallState.ENDED:
+            return  # the citizen's leg ended first (a refusal comes before the job result)
         # The citizen's leg may never have existed: end the call here (its hangup, if it
         # comes, finds no call).
         if call.uuid in core.calls:

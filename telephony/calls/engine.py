@@ -310,7 +310,7 @@ class CallEngine:
                 self.route()
             elif effect is CallEffect.DEQUEUE:
                 self.router.dequeue(call)
-                if call.state is CallState.ENDED:
+                if call.state is CallState.ENDED and call.queued_at is not None:
                     self.buffer.put(
                         records.queue_entry(call, left_at=call.ended_at, result="abandoned")
                     )
