@@ -55,8 +55,8 @@ class OverloadSettings:
     decrease: float = 0.8
     hold_s: float = 1.0
     calm: float = 0.8
-    increase: float = 0.1
-    recover_s: float = 3.0
+    increase: float = 0.25
+    recover_s: float = 2.0
     burst_s: float = 0.2
     min_rate: float = 1.0
     refuse_cause: str = "NORMAL_TEMPORARY_FAILURE"
