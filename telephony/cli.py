@@ -148,10 +148,11 @@ def serve(config_file: Path | None) -> None:
     API docs:  http://127.0.0.1:8080/docs
     """
     settings = _settings(config_file)
+    from telephony import runtime
     from telephony.api.server import serve as run_server
 
     try:
-        asyncio.run(run_server(settings))
+        runtime.run(run_server(settings))
     except Exception as exc:
         log.exception("control plane failed")
         raise click.ClickException(f"control plane failed: {exc}") from exc

@@ -429,6 +429,7 @@ def main() -> None:
     parser.add_argument("--control", required=True, metavar="HOST:PORT")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args()
+    from telephony import runtime
     from telephony.logs import configure_logging
 
     configure_logging(args.log_level.upper())  # as `telephony --log-level ... serve`
@@ -436,7 +437,7 @@ def main() -> None:
     harness = Harness(sampler, float(os.environ.get("BENCH_LAG_MS", "20")) / 1000)
     sampler.start()
     try:
-        asyncio.run(_main(harness, args.control))
+        runtime.run(_main(harness, args.control))
     finally:
         sampler.stop()
 
