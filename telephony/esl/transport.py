@@ -108,11 +108,14 @@ logger = logging.getLogger(__name__)
 DEFAULT_EVENT_FORMAT: EventFormat = PREFERRED_EVENT_FORMAT
 
 #: Events the connection needs for itself (job results, execute completion, channel end).
+#: CHANNEL_DESTROY is not among them (one frame a leg less to parse): a channel whose
+#: state machine ran raises CHANNEL_HANGUP_COMPLETE in CS_REPORTING, before CS_DESTROY
+#: (switch_core_session_reporting_state, unconditionally), and one destroyed without
+#: running has no execute of ours to end. Subscribed, it still ends executes.
 INTERNAL_EVENTS: tuple[str, ...] = (
     "BACKGROUND_JOB",
     "CHANNEL_EXECUTE_COMPLETE",
     "CHANNEL_HANGUP_COMPLETE",
-    "CHANNEL_DESTROY",
 )
 _CHANNEL_END = frozenset({"CHANNEL_HANGUP_COMPLETE", "CHANNEL_DESTROY"})
 
