@@ -29,6 +29,7 @@ from telephony.api import (
     events,
     health,
     metrics,
+    reports,
     skill_groups,
 )
 from telephony.api.deps import current_caller
@@ -72,7 +73,16 @@ def create_app(services: Services, *, principals: PrincipalCache | None = None) 
     app.state.services = services
     app.state.principals = principal_cache(services) if principals is None else principals
     install_error_handlers(app)
-    for module in (health, metrics, agents, skill_groups, calls, call_records, blocked_numbers):
+    for module in (
+        health,
+        metrics,
+        agents,
+        skill_groups,
+        calls,
+        call_records,
+        blocked_numbers,
+        reports,
+    ):
         document_errors(module.router)
         app.include_router(module.router)
     for extra in (call_control.router, call_control.agents_router):

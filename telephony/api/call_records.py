@@ -33,7 +33,7 @@ _AGENTS = table_of(Agent)
 MAX_PAGE = 500
 
 
-def _scope(caller: Caller) -> ColumnElement[bool] | None:
+def area_scope(caller: Caller) -> ColumnElement[bool] | None:
     """The supervisor's area condition on ``calls``; None when the caller sees everything."""
     if caller.role is not Role.SUPERVISOR:
         return None
@@ -89,7 +89,7 @@ async def list_call_records(
     ):
         if value is not None:
             conditions.append(column == value)
-    scope = _scope(caller)
+    scope = area_scope(caller)
     if scope is not None:
         conditions.append(scope)
     rows_query = _filtered(select(_CALLS), conditions)
@@ -108,7 +108,7 @@ async def get_call_record(
     services: ServicesDep, caller: ReportReader, record_id: uuid_module.UUID
 ) -> CallRecordDetail:
     conditions: list[ColumnElement[bool]] = [_CALLS.c.uuid == record_id]
-    scope = _scope(caller)
+    scope = area_scope(caller)
     if scope is not None:
         conditions.append(scope)
     async with services.database.connect() as connection:

@@ -57,6 +57,19 @@ class FreeswitchNode(Base):
     last_seen_at: Mapped[datetime | None]
 
 
+class NodeConnectionEvent(Base):
+    """A node's ESL connection came up or went down: the history 呼叫接入系统可用率 is read from."""
+
+    __tablename__ = "node_connection_events"
+    id: Mapped[Uuid] = mapped_column(primary_key=True, default=uuid4)
+    node: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime]
+    connected: Mapped[bool] = mapped_column(Boolean)
+    reason: Mapped[str | None] = mapped_column(String(256))
+
+    __table_args__ = (Index("ix_node_connection_events_node_at", "node", "at"),)
+
+
 class Hotline(Base):
     """A number citizens dial (12345, 12315, ...) and the IVR flow that answers it."""
 
