@@ -15,6 +15,7 @@ from telephony import __version__
 from telephony.config import ConfigError, Settings, describe_settings
 from telephony.ivr.cli import ivr
 from telephony.logs import configure_logging
+from telephony.recording.cli import recordings
 from telephony.reports.cli import report
 
 log = logging.getLogger("telephony.cli")
@@ -374,6 +375,7 @@ async def _upgrade(settings: Settings) -> None:
 
 main.add_command(ivr)
 main.add_command(report)
+main.add_command(recordings)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -99,6 +99,38 @@ class Settings(BaseSettings):
         description="how long the recording probe (a short recording through each node, at "
         "every connect) may take before the node is reported unable to record",
     )
+    recordings_offsite: str | None = Field(
+        default=None,
+        description="where every recording is copied and verified by SHA-256 (话务语音异地灾备): "
+        "a folder mounted from the disaster-recovery site (/PATH or file:///PATH) or an "
+        "S3-compatible bucket (s3://BUCKET/PREFIX; credentials from AWS_* variables)",
+    )
+    recordings_s3_endpoint: str | None = Field(
+        default=None,
+        description="the S3-compatible store's endpoint URL, e.g. http://minio:9000 "
+        "(unset: AWS S3)",
+    )
+    recordings_s3_region: str = Field(default="us-east-1", description="the S3 store's region")
+    recordings_copy_concurrency: int = Field(
+        default=4, ge=1, le=64, description="off-site copies made at the same time"
+    )
+    recordings_copy_retry_max_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="the longest wait between two attempts to copy a recording off-site "
+        "(attempts go on until the copy is verified)",
+    )
+    recordings_retention_days: int = Field(
+        default=0,
+        ge=0,
+        description="days a recording is kept when its hotline has no retention of its own "
+        "(`telephony recordings retention`); 0: kept until deleted",
+    )
+    recordings_retention_interval_seconds: float = Field(
+        default=3600.0,
+        ge=0,
+        description="how often serve removes the recordings past their retention (0: never)",
+    )
     ring_timeout_seconds: float = Field(
         default=15.0, gt=0, description="how long an agent's phone rings before the call moves on"
     )
@@ -273,7 +305,7 @@ def describe_settings() -> list[tuple[str, str, str]]:
     for name, info in Settings.model_fields.items():
         if name == "data_dir":
             default = str(default_data_dir())
-        elif name in ("database_url", "recordings_dir", "recordings_group", "recordings_owner"):
+        elif info.default is None:
             default = "unset"
         elif name == "recordings_mode":
             default = f"{info.default:o}"

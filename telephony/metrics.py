@@ -129,6 +129,32 @@ class Metrics:
             ["node"],
             registry=r,
         )
+        # Off-site copy, verification and removal of recordings (telephony.recording.archive).
+        self.recordings_not_safe = Gauge(
+            "telephony_recordings_not_safe",
+            "Recordings (not removed) without an off-site copy verified by its SHA-256",
+            registry=r,
+        )
+        self.recording_copies = Counter(
+            "telephony_recording_copies",
+            "Off-site copy attempts by result: verified (read back with the original's "
+            "SHA-256), failed (retried later)",
+            ["result"],
+            registry=r,
+        )
+        self.recording_verify_problems = Counter(
+            "telephony_recording_verify_problems",
+            "Bad copies found by `telephony recordings verify`: offsite (missing or corrupt, "
+            "copied again), original (restored from the off-site copy), both (lost)",
+            ["copy"],
+            registry=r,
+        )
+        self.recordings_removed = Counter(
+            "telephony_recordings_removed",
+            "Recordings removed: deleted (through the API, with a reason), expired (retention)",
+            ["kind"],
+            registry=r,
+        )
         self.calls_refused = Counter(
             "telephony_calls_refused",
             "New calls refused before answer because the control plane was over capacity",

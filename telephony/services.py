@@ -46,6 +46,7 @@ from telephony.ivr.service import IvrService, IvrSettings
 from telephony.live.feed import LiveFeed, call_finder
 from telephony.live.hub import EventHub
 from telephony.metrics import BufferMetrics, EslMetrics, Metrics
+from telephony.recording.archive import open_archive, recording_jobs
 from telephony.recording.folders import FolderPolicy, prepare
 from telephony.recording.probe import NodeProbe, RecordingHealth
 from telephony.store.blocked import BlockedNumbers
@@ -138,6 +139,8 @@ class Services:
         self.switches: list[SwitchPort] = []
         # The nodes' recording probes (filled by attach_call_engine): None, no probe runs.
         self.recording: RecordingHealth | None = None
+        # Recordings after the switch wrote them: off-site copy, verification, removal.
+        self.recordings = open_archive(settings, database, self.metrics)
         self.blocked = BlockedNumbers(database)
         self.components: list[Component] = [self.blocked]
         # Called with a skill group's id after the API created, changed or deleted it.
@@ -458,4 +461,5 @@ async def open_services(settings: Settings) -> Services:
     database, embedded = await open_database(settings)
     services = Services(settings, database, embedded=embedded)
     attach_call_engine(services)
+    services.components.append(recording_jobs(settings, services.recordings))
     return services
