@@ -29,6 +29,7 @@ from telephony.api import (
     events,
     health,
     metrics,
+    recordings,
     reports,
     skill_groups,
 )
@@ -85,6 +86,8 @@ def create_app(services: Services, *, principals: PrincipalCache | None = None) 
     ):
         document_errors(module.router)
         app.include_router(module.router)
+    document_errors(recordings.router)
+    app.include_router(recordings.router)
     for extra in (call_control.router, call_control.agents_router):
         document_errors(extra)
         app.include_router(extra)

@@ -16,6 +16,7 @@ from uuid import uuid4
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     DateTime,
     ForeignKey,
     Index,
@@ -25,6 +26,7 @@ from sqlalchemy import (
     Table,
     Text,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -223,6 +225,39 @@ class Recording(Base):
     size_bytes: Mapped[int | None] = mapped_column(BigInteger)
     sha256: Mapped[str | None] = mapped_column(String(64))
     deleted_at: Mapped[datetime | None]
+    delete_reason: Mapped[str | None] = mapped_column(String(256))
+    # The off-site copy (话务语音异地灾备, telephony.recording.archive): ``pending`` until the
+    # copy read back from the second store has the original's SHA-256 (``sha256``).
+    copy_status: Mapped[str] = mapped_column(
+        String(16), default="pending", server_default="pending"
+    )
+    copy_location: Mapped[str | None] = mapped_column(Text)
+    copy_sha256: Mapped[str | None] = mapped_column(String(64))
+    copy_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    copy_error: Mapped[str | None] = mapped_column(String(256))
+    copy_next_at: Mapped[datetime | None]
+    copy_verified_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        Index(
+            "ix_recordings_unsafe",
+            "copy_next_at",
+            postgresql_where=text("copy_status <> 'verified' AND deleted_at IS NULL"),
+        ),
+        Index("ix_recordings_started_at", "started_at"),
+    )
+
+
+class RecordingRetention(Base):
+    """How many days a hotline's recordings are kept (others: ``recordings_retention_days``)."""
+
+    __tablename__ = "recording_retention"
+    hotline: Mapped[str] = mapped_column(String(32), primary_key=True)
+    days: Mapped[int] = mapped_column(Integer)
+    updated_by: Mapped[str | None] = mapped_column(String(128))
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+    __table_args__ = (CheckConstraint("days > 0", name="days_positive"),)
 
 
 class Principal(Base):
