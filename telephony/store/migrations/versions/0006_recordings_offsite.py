@@ -9,8 +9,8 @@ taken at its first copy. ``recordings.delete_reason``: why it was removed (an
 API delete's reason, or the retention policy). ``recording_retention``: how
 many days each hotline's recordings are kept.
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-11-26 09:00:00.000000
 """
 
@@ -19,8 +19,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005"
-down_revision = "0004"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
