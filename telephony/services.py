@@ -49,6 +49,7 @@ from telephony.metrics import BufferMetrics, EslMetrics, Metrics
 from telephony.recording.archive import open_archive, recording_jobs
 from telephony.recording.folders import FolderPolicy, prepare
 from telephony.recording.probe import NodeProbe, RecordingHealth
+from telephony.reports.availability import NodeHistory
 from telephony.store.blocked import BlockedNumbers
 from telephony.store.buffer import WriteBuffer
 from telephony.store.database import EmbeddedPostgres, create_engine, writer_engine
@@ -355,12 +356,16 @@ def attach_call_engine(services: Services) -> None:
     )
     services.components.append(_Guard(guard))
     engines: list[CallEngine] = []
+    # Every node's connects and drops, for 呼叫接入系统可用率 (telephony/reports/kpis.py).
+    history = NodeHistory(services.buffer, services.clock, [a.name for a in settings.nodes])
+    services.components.append(history)
     for address in settings.nodes:
         connection = EslConnection(
             address,
             events=ENGINE_EVENTS,
             drop_applications=DIALPLAN_APPLICATIONS,
             hooks=EslMetrics(services.metrics),
+            on_state=history.observe,
         )
         probe = NodeProbe(
             connection,

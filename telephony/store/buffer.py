@@ -74,13 +74,17 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol
 
+import asyncpg
 import orjson
 from sqlalchemy import Table
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql import sqltypes
 
 log = logging.getLogger(__name__)
+
+_DIALECT = asyncpg_dialect.dialect()  # type: ignore[no-untyped-call]  # for quoting names
 
 SPILL_FILE = "write-buffer.jsonl"
 REFUSED_FILE = "refused.jsonl"
@@ -219,23 +223,81 @@ def _sorted_tables(batch: Sequence[Write]) -> list[Table]:
     return list(batch[0].table.metadata.sorted_tables)
 
 
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """One multi-row upsert as asyncpg runs it: its SQL and how a row becomes its arguments."""
+
+    sql: str
+    columns: tuple[str, ...]  # from the row, in this order
+    defaults: tuple[Any, ...]  # the columns after them: SQLAlchemy's Python-side defaults
+    json: frozenset[int]  # argument positions of JSON columns (sent as text)
+
+    def arguments(self, row: Mapping[str, Any]) -> tuple[Any, ...]:
+        values = [row[c] for c in self.columns]
+        values.extend(d.arg if d.is_scalar else d.arg(None) for d in self.defaults)
+        for i in self.json:
+            if values[i] is not None:
+                values[i] = orjson.dumps(values[i], option=orjson.OPT_NON_STR_KEYS).decode()
+        return tuple(values)
+
+
 @functools.lru_cache(maxsize=256)
-def _statement(table: Table, update: tuple[str, ...]) -> Any:
-    """The insert-or-ignore / upsert of ``table``, built once per table and update set
-    (building ``excluded`` and the conflict clause again for every batch cost more CPU
-    than running the statement)."""
-    statement = insert(table)
-    pk = [c.name for c in table.primary_key.columns]
-    if update:
-        return statement.on_conflict_do_update(
-            index_elements=pk, set_={c: statement.excluded[c] for c in update}
-        )
-    return statement.on_conflict_do_nothing(index_elements=pk)
+def _plan(table: Table, columns: frozenset[str], update: tuple[str, ...]) -> _Plan:
+    """The insert-or-ignore / upsert of ``table`` for rows with ``columns``, built once.
+
+    The same statement SQLAlchemy's ``insert().on_conflict_do_update()`` compiles to, run
+    by asyncpg's ``executemany`` on the pooled connection: SQLAlchemy's per-row parameter
+    processing cost about two thirds of the batch (0.76 of 1.25 ms for two 8-row
+    statements, measured). What SQLAlchemy would add is added here: the Python-side
+    defaults of columns the rows leave out, and JSON columns serialized to text (the
+    codec SQLAlchemy's asyncpg dialect installs on its connections takes text).
+    """
+    quote = _DIALECT.identifier_preparer.quote
+    present = tuple(c.name for c in table.columns if c.name in columns)
+    defaulted = [c for c in table.columns if c.name not in columns and c.default is not None]
+    names = [*present, *(c.name for c in defaulted)]
+    json = frozenset(
+        i for i, name in enumerate(names) if isinstance(table.c[name].type, sqltypes.JSON)
+    )
+    pk = ", ".join(quote(c.name) for c in table.primary_key.columns)
+    action = (
+        "DO UPDATE SET " + ", ".join(f"{quote(c)} = EXCLUDED.{quote(c)}" for c in update)
+        if update
+        else "DO NOTHING"
+    )
+    sql = (
+        f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in names)}) "
+        f"VALUES ({', '.join(f'${i + 1}' for i in range(len(names)))}) "
+        f"ON CONFLICT ({pk}) {action}"
+    )
+    return _Plan(sql, present, tuple(c.default for c in defaulted), json)
 
 
 async def _execute(connection: AsyncConnection, group: list[Write]) -> None:
-    first = group[0]
-    await connection.execute(_statement(first.table, first.update), [dict(w.row) for w in group])
+    """Write ``group`` (one table, one shape) on ``connection``'s driver connection."""
+    await _run(connection, [group])
+
+
+async def _run(connection: AsyncConnection, groups: Sequence[list[Write]]) -> None:
+    """The groups in one transaction of the driver's own.
+
+    SQLAlchemy's asyncpg adapter begins its transaction at its first statement, and none
+    of these goes through it, so the transaction here is asyncpg's. A connection that
+    fails as an outage is invalidated, or the pool would hand it out again.
+    """
+    raw = await connection.get_raw_connection()
+    driver = raw.driver_connection
+    assert driver is not None
+    try:
+        async with driver.transaction():
+            for group in groups:
+                first = group[0]
+                plan = _plan(first.table, frozenset(first.row), first.update)
+                await driver.executemany(plan.sql, [plan.arguments(w.row) for w in group])
+    except Exception as exc:
+        if _is_outage(exc):
+            await connection.invalidate()
+        raise
 
 
 #: SQLSTATE classes that say "not now" rather than "not this row": connection exception,
@@ -245,9 +307,18 @@ _TRANSIENT_SQLSTATE_CLASSES = frozenset({"08", "53", "57", "40"})
 
 
 def _is_outage(exc: BaseException) -> bool:
-    """The database could not take the write now (as opposed to refusing the row)."""
-    if isinstance(exc, OperationalError | InterfaceError | OSError | ConnectionError):
+    """The database could not take the write now (as opposed to refusing the row).
+
+    Errors come from SQLAlchemy (checking a connection out) or from asyncpg itself
+    (the statements, see :func:`_run`).
+    """
+    if isinstance(
+        exc,
+        OperationalError | InterfaceError | OSError | ConnectionError | asyncpg.InterfaceError,
+    ):
         return True
+    if isinstance(exc, asyncpg.PostgresError):
+        return str(exc.sqlstate or "")[:2] in _TRANSIENT_SQLSTATE_CLASSES
     if not isinstance(exc, DBAPIError):
         return False
     if exc.connection_invalidated:
@@ -496,6 +567,8 @@ class WriteBuffer:
         self._from_spill = 0  # how many of the oldest writes in memory were read back from disk
         self.refused = 0
         self.outages = 0
+        #: Statements sent (one executemany is one), for the benchmarks.
+        self.statements = 0
         self.overflowed = 0
         if self._spill is not None and self._spill.resume():
             self._drained.clear()
@@ -672,9 +745,10 @@ class WriteBuffer:
 
     async def _commit(self, batch: list[Write]) -> None:
         try:
+            groups = _groups(_coalesce(batch))
             async with self._engine.begin() as connection:
-                for group in _groups(_coalesce(batch)):
-                    await _execute(connection, group)
+                await _run(connection, groups)
+            self.statements += len(groups)
         except Exception as exc:
             if _is_outage(exc):
                 raise
@@ -686,6 +760,7 @@ class WriteBuffer:
             try:
                 async with self._engine.begin() as connection:
                     await _execute(connection, [write])
+                self.statements += 1
             except Exception as exc:
                 if _is_outage(exc):
                     raise

@@ -15,8 +15,10 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -158,6 +160,16 @@ def test_readme_walkthrough_places_a_call_and_shows_its_cdr(stack: Stack) -> Non
     assert cdr["hung_up_by"] == "caller" and cdr["recording_id"]
     assert cdr["ivr_path"] == "0"
     assert cdr["arrived_at"] <= cdr["queued_at"] <= cdr["agent_answered_at"] <= cdr["ended_at"]
+
+    # serve records the node's connection: today's availability has service time, up but
+    # for the moment between serve's start and the node's connect (microseconds)
+    today = datetime.now(ZoneInfo("Asia/Shanghai")).date().isoformat()
+    kpis = stack.http.get(
+        "/v1/reports/kpis", params={"from": today, "to": today}, headers=as_admin
+    ).json()
+    availability = kpis["groups"][0]["availability"]
+    assert availability["available"] and availability["denominator"] > 0
+    assert 0 < availability["denominator"] - availability["numerator"] < 10_000_000
 
 
 def test_serve_killed_while_bridged_readopts_the_call_and_completes_its_cdr(stack: Stack) -> None:
