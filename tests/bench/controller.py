@@ -299,6 +299,11 @@ class Harness:
         for engine in (services.database, services.writer):
             event.listen(engine.sync_engine, "before_cursor_execute", counted)
 
+    def sql_statements(self) -> int:
+        """Statements sent so far: SQLAlchemy's, and the write buffer's straight to asyncpg."""
+        buffer = self.services.buffer.statements if self.services is not None else 0
+        return self.statements + buffer
+
     def events(self) -> dict[str, float]:
         """Events received so far, by name (the ``telephony_esl_events`` counter)."""
         if self.services is None:
@@ -347,7 +352,7 @@ class Harness:
                 self.sampler.reset()
             finally:
                 self.sampler.paused = False
-            self.window = Window(events=self.events(), statements=self.statements)
+            self.window = Window(events=self.events(), statements=self.sql_statements())
             return {}
         if cmd == "report":
             self.sampler.paused = True
@@ -394,7 +399,7 @@ class Harness:
                 for name, count in self.events().items()
                 if count - window.events.get(name, 0.0)
             },
-            "statements": self.statements - window.statements,
+            "statements": self.sql_statements() - window.statements,
         }
 
     async def serve_control(
