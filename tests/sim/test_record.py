@@ -39,8 +39,6 @@ from tests.sim.conftest import RawClient, execute, parked_call
 SWITCH = 499  # a packaged FreeSWITCH's unprivileged user and group (not this process's)
 
 
-
-
 def _folder(base: Path, name: str, mode: int) -> Path:
     folder = base / name
     folder.mkdir()
