@@ -114,9 +114,9 @@ def _config_option(function: Any) -> Any:
         type=click.Path(path_type=Path, dir_okay=False),
         envvar="TELEPHONY_CONFIG",
         metavar="FILE.toml",
-        help="Read settings from this TOML file (keys: freeswitch, database_url, api_listen, "
-        "data_dir, ivr_flows, recordings_dir, ring_timeout_seconds, wrap_up_seconds); "
-        "environment variables override it.",
+        help="Read settings from this TOML file: its keys are the settings listed below "
+        "without the TELEPHONY_ prefix, in lower case (freeswitch = \"esl://...\", "
+        "wrap_up_seconds = 15); environment variables override it.",
     )(function)
 
 

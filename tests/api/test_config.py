@@ -85,3 +85,13 @@ def test_api_limits_and_the_token_cache_are_settings(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("TELEPHONY_API_MAX_BODY_BYTES", "10")
     with pytest.raises(ConfigError, match="TELEPHONY_API_MAX_BODY_BYTES"):
         Settings.load()
+
+
+def test_the_overload_settings_are_toml_keys_too(tmp_path: Path) -> None:
+    file = tmp_path / "telephony.toml"
+    file.write_text("overload_max_cpu = 0.7\noverload_max_calls_per_second = 150\n")
+    settings = Settings.load(file)
+    assert (settings.overload_max_cpu, settings.overload_max_calls_per_second) == (0.7, 150.0)
+    file.write_text("overload_max_cpu = 1.5\n")
+    with pytest.raises(ConfigError, match="overload_max_cpu"):
+        Settings.load(file)
