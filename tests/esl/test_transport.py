@@ -97,7 +97,9 @@ async def test_connect_authenticates_and_subscribes(switch: FakeSwitch) -> None:
         assert line.startswith("event json ")
         # ours first, then what the connection needs itself, then CUSTOM and its subclasses
         assert names[0] == "CHANNEL_PARK"
-        assert {"BACKGROUND_JOB", "CHANNEL_EXECUTE_COMPLETE", "CHANNEL_HANGUP_COMPLETE"} <= set(names)
+        assert {"BACKGROUND_JOB", "CHANNEL_EXECUTE_COMPLETE", "CHANNEL_HANGUP_COMPLETE"} <= set(
+            names
+        )
         assert "CHANNEL_DESTROY" not in names  # HANGUP_COMPLETE always comes first
         assert names[-2:] == ["CUSTOM", "sofia::register"]
     finally:
