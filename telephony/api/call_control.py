@@ -17,6 +17,7 @@ transfer to an agent who cannot take it 409, a number that is not a number 422.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Literal, Protocol, runtime_checkable
 
 from fastapi import APIRouter, Path
@@ -182,47 +183,46 @@ async def _check_target(services: Services, target: Target) -> None:
             raise not_found("skill group", target.skill_group)
 
 
-@router.post("/{uuid}/hold", summary="保持: the citizen hears music on hold", responses=REFUSALS)
-async def hold(
-    services: ServicesDep,
-    caller: CurrentCaller,
-    audit: AuditLog,
-    body: Empty | None = None,
-    uuid: str = CallPath,
-) -> ControlReply:
-    call = _call_for(services, caller, uuid)
-    await _audit(audit, caller, call, "hold")
-    return await _run(services, cm.Hold(uuid))
+def _plain_command(
+    path: str, action: str, summary: str, command: Callable[[str], cm.Command]
+) -> None:
+    """A ``POST /v1/calls/{uuid}/<path>`` taking ``{}``: one command on the caller's call."""
+
+    async def endpoint(
+        services: ServicesDep,
+        caller: CurrentCaller,
+        audit: AuditLog,
+        body: Empty | None = None,
+        uuid: str = CallPath,
+    ) -> ControlReply:
+        call = _call_for(services, caller, uuid)
+        await _audit(audit, caller, call, action)
+        return await _run(services, command(uuid))
+
+    endpoint.__name__ = action
+    router.post(path, summary=summary, responses=REFUSALS, name=action)(endpoint)
 
 
-@router.post("/{uuid}/retrieve", summary="拾回: back from hold", responses=REFUSALS)
-async def retrieve(
-    services: ServicesDep,
-    caller: CurrentCaller,
-    audit: AuditLog,
-    body: Empty | None = None,
-    uuid: str = CallPath,
-) -> ControlReply:
-    call = _call_for(services, caller, uuid)
-    await _audit(audit, caller, call, "retrieve")
-    return await _run(services, cm.Retrieve(uuid))
-
-
-@router.post(
+_plain_command("/{uuid}/hold", "hold", "保持: the citizen hears music on hold", cm.Hold)
+_plain_command("/{uuid}/retrieve", "retrieve", "拾回: back from hold", cm.Retrieve)
+_plain_command(
     "/{uuid}/hangup",
-    summary="挂机: the agent's side ends (the citizen hears the survey); a call with no agent ends",
-    responses=REFUSALS,
+    "hangup",
+    "挂机: the agent's side ends (the citizen hears the survey); a call with no agent ends",
+    cm.Hangup,
 )
-async def hangup(
-    services: ServicesDep,
-    caller: CurrentCaller,
-    audit: AuditLog,
-    body: Empty | None = None,
-    uuid: str = CallPath,
-) -> ControlReply:
-    call = _call_for(services, caller, uuid)
-    await _audit(audit, caller, call, "hangup")
-    return await _run(services, cm.Hangup(uuid))
+_plain_command(
+    "/{uuid}/transfer/complete",
+    "transfer_complete",
+    "Complete an attended transfer: the citizen to the consulted party",
+    cm.CompleteTransfer,
+)
+_plain_command(
+    "/{uuid}/transfer/cancel",
+    "transfer_cancel",
+    "Cancel an attended transfer: the citizen back to the agent",
+    cm.CancelTransfer,
+)
 
 
 @router.post(
@@ -242,40 +242,6 @@ async def transfer(
     party = body.to.party()
     await _audit(audit, caller, call, "transfer", mode=body.mode, to=party.kind, target=party.id)
     return await _run(services, cm.Transfer(uuid, party, attended=body.mode == "attended"))
-
-
-@router.post(
-    "/{uuid}/transfer/complete",
-    summary="Complete an attended transfer: the citizen to the consulted party",
-    responses=REFUSALS,
-)
-async def complete_transfer(
-    services: ServicesDep,
-    caller: CurrentCaller,
-    audit: AuditLog,
-    body: Empty | None = None,
-    uuid: str = CallPath,
-) -> ControlReply:
-    call = _call_for(services, caller, uuid)
-    await _audit(audit, caller, call, "transfer_complete")
-    return await _run(services, cm.CompleteTransfer(uuid))
-
-
-@router.post(
-    "/{uuid}/transfer/cancel",
-    summary="Cancel an attended transfer: the citizen back to the agent",
-    responses=REFUSALS,
-)
-async def cancel_transfer(
-    services: ServicesDep,
-    caller: CurrentCaller,
-    audit: AuditLog,
-    body: Empty | None = None,
-    uuid: str = CallPath,
-) -> ControlReply:
-    call = _call_for(services, caller, uuid)
-    await _audit(audit, caller, call, "transfer_cancel")
-    return await _run(services, cm.CancelTransfer(uuid))
 
 
 @router.post(

@@ -45,8 +45,11 @@ class Window:
         if last < first:
             raise ValueError("the window ends before it starts")
         tz = time_zone(zone)
-        start = datetime.combine(first, time(), tz).astimezone(UTC)
-        end = datetime.combine(last + timedelta(days=1), time(), tz).astimezone(UTC)
+        try:
+            start = datetime.combine(first, time(), tz).astimezone(UTC)
+            end = datetime.combine(last + timedelta(days=1), time(), tz).astimezone(UTC)
+        except OverflowError:  # 0001-01-01 east of UTC, 9999-12-31 anywhere
+            raise ValueError("the dates must fall within the years 1 to 9999 in UTC") from None
         return cls(start, end, zone)
 
     @classmethod
