@@ -154,6 +154,19 @@ class Settings(BaseSettings):
         pattern=r"^\+?[0-9]{1,32}$",
         description="the caller ID agents' outbound calls show (the hotline's number)",
     )
+    outbound_channels: int = Field(
+        default=8,
+        ge=0,
+        le=1000,
+        description="trunk channels reserved for callbacks and follow-ups (calls at once, "
+        "out of the hotline's lines; 0: no outbound dialer)",
+    )
+    outbound_tick_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="how often the dialer looks for new missed calls and due callbacks",
+    )
     overload_max_cpu: float = Field(
         default=0.85,
         ge=0,

@@ -36,6 +36,7 @@ from telephony.calls.control import api_state, run_command
 from telephony.calls.control_model import Command, Done
 from telephony.calls.engine import CallEngine, EngineSettings
 from telephony.calls.model import Call
+from telephony.calls.outbound_port import EngineOutbound
 from telephony.calls.overload import OverloadGuard, OverloadSettings
 from telephony.calls.records import at
 from telephony.config import Settings
@@ -46,6 +47,7 @@ from telephony.ivr.service import IvrService, IvrSettings
 from telephony.live.feed import LiveFeed, call_finder
 from telephony.live.hub import EventHub
 from telephony.metrics import BufferMetrics, EslMetrics, Metrics
+from telephony.outbound.dialer import Dialer, DialerSettings
 from telephony.recording.archive import open_archive, recording_jobs
 from telephony.recording.folders import FolderPolicy, prepare
 from telephony.recording.probe import NodeProbe, RecordingHealth
@@ -144,6 +146,8 @@ class Services:
         self.recordings = open_archive(settings, database, self.metrics)
         self.blocked = BlockedNumbers(database)
         self.components: list[Component] = [self.blocked]
+        # Callbacks and follow-ups (filled by attach_call_engine): None, no dialer runs.
+        self.outbound: Dialer | None = None
         # Called with a skill group's id after the API created, changed or deleted it.
         self.skill_groups_changed: Callable[[str], None] = lambda group_id: None
         self._started: list[Component] = []
@@ -398,6 +402,18 @@ def attach_call_engine(services: Services) -> None:
     directory = EngineDirectory(engines)
     services.calls = directory
     services.live_feed.find_call = call_finder(engines)
+    if settings.outbound_channels:
+        services.outbound = Dialer(
+            services.database,
+            EngineOutbound(engines, services.roster),
+            surveys=flows.service,
+            blocked=services.blocked.contains,
+            settings=DialerSettings(
+                channels=settings.outbound_channels, tick_s=settings.outbound_tick_seconds
+            ),
+            clock=services.clock,
+        )
+        services.components.append(services.outbound)
     services.components.insert(0, _HotlineAreas(services.database, directory))
 
 

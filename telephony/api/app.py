@@ -24,14 +24,17 @@ from telephony.api import (
     blocked_numbers,
     call_control,
     call_records,
+    callbacks,
     calls,
     console,
     events,
     health,
     metrics,
+    missed_calls,
     recordings,
     reports,
     skill_groups,
+    surveys,
 )
 from telephony.api.deps import current_caller
 from telephony.api.errors import install_error_handlers, responses
@@ -83,6 +86,9 @@ def create_app(services: Services, *, principals: PrincipalCache | None = None) 
         call_records,
         blocked_numbers,
         reports,
+        missed_calls,
+        callbacks,
+        surveys,
     ):
         document_errors(module.router)
         app.include_router(module.router)

@@ -265,6 +265,11 @@ class StopMonitor:
 class Dial:
     agent: str
     number: str
+    #: The caller ID the citizen sees (default: ``outbound_caller_id``); a callback shows
+    #: the hotline the citizen had called.
+    caller_id: str | None = None
+    #: The citizen's leg uuid, chosen by the caller (a callback records it before dialling).
+    call_uuid: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -58,9 +58,9 @@ class Dialing:
             raise Refused("no_engine", "the switch is not connected")
         now = core.clock()
         call = Call(
-            uuid=str(uuidlib.uuid4()),
+            uuid=command.call_uuid or str(uuidlib.uuid4()),
             node=clean(core.port.node, values.NODE),
-            hotline=settings.outbound_caller_id,
+            hotline=clean(command.caller_id or settings.outbound_caller_id, values.HOTLINE),
             caller=clean(command.number, values.CALLER),
             arrived_at=now,
             skill_group=settings.default_group,

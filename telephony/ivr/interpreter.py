@@ -762,6 +762,7 @@ async def run_survey(
     )
     scale = {str(n) for n in range(survey.min_score, survey.max_score + 1)}
     try:
+        await walk.play(survey.greeting)
         key = await walk.attempts(
             request, survey.retries, lambda d: d in scale, survey.invalid_prompt, None
         )

@@ -363,8 +363,12 @@ TERMINAL_TYPES = frozenset({"queue", "transfer", "voicemail", "hangup", "return"
 
 
 class Survey(_Model):
-    """The post-call satisfaction survey (按键满意率), played when the agent hangs up first."""
+    """The satisfaction survey (按键满意率): played when the agent hangs up first, and the
+    entry point of a follow-up call (回访) from the hotline's number, ``greeting`` first."""
 
+    greeting: Prompt | None = Field(
+        default=None, description="played first (a follow-up call's introduction)"
+    )
     prompt: Prompt
     min_score: int = Field(default=1, ge=0, le=9)
     max_score: int = Field(default=5, ge=0, le=9)

@@ -32,7 +32,7 @@ re-parked by ``park_after_bridge``), play the survey of the same version::
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -189,6 +189,30 @@ class IvrService:
         channel = self.channel(session, port, uuid, caller=caller, hotline=hotline)
         self.timer.watch(uuid)
         return await run_survey(session.flow_set, session.flow.id, channel)
+
+    async def outbound_survey(
+        self,
+        flow: str,
+        port: SwitchPort,
+        uuid: str,
+        *,
+        caller: str,
+        hotline: str,
+        variables: Mapping[str, str],
+    ) -> int | None:
+        """The follow-up entry point: flow ``flow``'s survey on a leg we called out on,
+        with ``variables`` (``${ticket}``) set; the score, or None."""
+        flow_set = self.library.current
+        loaded = flow_set.flows.get(flow)
+        if loaded is None:
+            log.warning("no survey flow", extra={"flow": flow, "call": uuid})
+            return None
+        session = IvrSession(flow_set, loaded)
+        channel = self.channel(session, port, uuid, caller=caller, hotline=hotline)
+        for name, value in variables.items():
+            channel.set(name, value)
+        result = await run_survey(flow_set, flow, channel)
+        return None if result is None else result.score
 
     def reactions(self, uuid: str) -> list[float]:
         """The call's key-press-to-prompt times (seconds); stops measuring the call."""

@@ -298,6 +298,94 @@ class BlockedNumber(Base):
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 
+class OutboundRule(Base):
+    """A hotline's callback rules (漏接回拨): which outcomes are missed calls, how repeats
+    merge, quiet hours, retries by disposition; ``*`` holds the rules of every other hotline."""
+
+    __tablename__ = "outbound_rules"
+    hotline: Mapped[str] = mapped_column(String(32), primary_key=True)
+    rules: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class SurveyCampaign(Base):
+    """A follow-up (回访) campaign: numbers with a reference, called from a hotline's number."""
+
+    __tablename__ = "survey_campaigns"
+    id: Mapped[Uuid] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    hotline: Mapped[str] = mapped_column(String(32))
+    flow: Mapped[str] = mapped_column(String(128))
+    max_attempts: Mapped[int] = mapped_column(Integer)
+    retry_seconds: Mapped[float] = mapped_column()
+    created_by: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime]
+
+
+class OutboundTask(Base):
+    """A number to call: a callback of a citizen's missed calls, or a campaign's follow-up."""
+
+    __tablename__ = "outbound_tasks"
+    id: Mapped[Uuid] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # callback, survey
+    hotline: Mapped[str] = mapped_column(String(32))
+    number: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))
+    skill_group: Mapped[str | None] = mapped_column(String(64))
+    campaign_id: Mapped[Uuid | None]
+    reference: Mapped[str | None] = mapped_column(String(128))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer)
+    next_at: Mapped[datetime]
+    missed_count: Mapped[int] = mapped_column(Integer, default=0)
+    first_missed_at: Mapped[datetime | None]
+    last_missed_at: Mapped[datetime | None]
+    disposition: Mapped[str | None] = mapped_column(String(32))
+    score: Mapped[int | None] = mapped_column(Integer)
+    agent_id: Mapped[str | None] = mapped_column(String(64))
+    reached_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    __table_args__ = (
+        Index("ix_outbound_tasks_due", "next_at", postgresql_where=text("state = 'pending'")),
+        Index("ix_outbound_tasks_number", "kind", "hotline", "number"),
+        Index("ix_outbound_tasks_campaign_id", "campaign_id"),
+    )
+
+
+class OutboundAttempt(Base):
+    """One call of a task: when, which agent, how it ended, talk time, recording, score."""
+
+    __tablename__ = "outbound_attempts"
+    id: Mapped[Uuid] = mapped_column(primary_key=True)
+    task_id: Mapped[Uuid] = mapped_column(index=True)
+    number: Mapped[str] = mapped_column(String(64))
+    caller_id: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(16))  # dialing, ended, interrupted
+    call_uuid: Mapped[Uuid]  # the citizen's leg (origination_uuid), chosen before dialling
+    agent_id: Mapped[str | None] = mapped_column(String(64))
+    started_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+    disposition: Mapped[str | None] = mapped_column(String(32))
+    hangup_cause: Mapped[str | None] = mapped_column(String(64))
+    talk_seconds: Mapped[float | None]
+    recording_id: Mapped[Uuid | None]
+    score: Mapped[int | None] = mapped_column(Integer)
+
+
+class MissedCall(Base):
+    """An inbound call that reached no agent (漏接), and the callback task it belongs to."""
+
+    __tablename__ = "missed_calls"
+    call_uuid: Mapped[Uuid] = mapped_column(primary_key=True)
+    hotline: Mapped[str] = mapped_column(String(32))
+    caller: Mapped[str] = mapped_column(String(64))
+    arrived_at: Mapped[datetime] = mapped_column(index=True)
+    outcome: Mapped[str] = mapped_column(String(32))
+    task_id: Mapped[Uuid] = mapped_column(index=True)
+
+
 def table_of(model: type[Base]) -> Table:
     """The Core table behind a model (typed as ``Table``, which ``__table__`` is not)."""
     table = model.__table__
