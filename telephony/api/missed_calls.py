@@ -150,9 +150,6 @@ async def take_callback(
         raise ApiError(403, "forbidden", "an agent takes callbacks for itself only")
     if not agent:
         raise ApiError(422, "invalid", 'name the agent who calls back: {"agent": ID}')
-    dialer = services.outbound
-    if dialer is None:
-        raise ApiError(503, "no_dialer", "the outbound dialer is not running")
     conditions: list[ColumnElement[bool]] = [MISSED.c.call_uuid == missed_id]
     scope = hotline_scope(caller, MISSED.c.hotline)
     if scope is not None:
@@ -161,6 +158,9 @@ async def take_callback(
         task_id = await connection.scalar(select(MISSED.c.task_id).where(*conditions))
     if task_id is None:
         raise not_found("missed call", str(missed_id))
+    dialer = services.outbound
+    if dialer is None:
+        raise ApiError(409, "conflict", "the outbound dialer is not running")
     try:
         claimed = await dialer.take(task_id, agent)
     except Busy as exc:

@@ -27,7 +27,7 @@ from telephony.api.callbacks import (
     task_view,
 )
 from telephony.api.deps import AuditLog, ServicesDep, require_role
-from telephony.api.errors import ERROR_RESPONSES, ApiError, forbidden, not_found
+from telephony.api.errors import ERROR_RESPONSES, ApiError, forbidden, not_found, responses
 from telephony.api.validation import INT64_MAX, Name
 from telephony.auth import Caller, Role
 from telephony.outbound.campaigns import (
@@ -122,6 +122,7 @@ async def list_surveys(
     "",
     status_code=201,
     summary="Start a campaign: JSON, or a CSV body (number,reference) with the fields as query",
+    responses=responses(413, 422),
 )
 async def create_survey(
     request: Request,
