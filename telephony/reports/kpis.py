@@ -6,9 +6,8 @@ conditions on ``calls`` (:class:`CallKpi`): the denominator's rows, and the
 numerator's among them; PostgreSQL counts both per interval and group in one
 query (``count(*) FILTER (WHERE ...)``). 呼叫接入系统可用率 is counted from
 the node connection history (:mod:`telephony.reports.availability`);
-漏接回拨率 and 回访覆盖率 from the outbound rows
-(:mod:`telephony.reports.outbound`), and say ``available: false`` with the
-reason until those rows exist.
+漏接回拨率 and 回访覆盖率 from the outbound rows (missed calls, callback and
+follow-up tasks: :mod:`telephony.reports.outbound`).
 
 Calls are counted in the interval of their arrival (``arrived_at``), in the
 hotline's local time. Only citizens' calls count (``direction`` inbound or
@@ -26,14 +25,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 from fractions import Fraction
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import ColumnElement, and_, func, literal, not_, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from telephony.calls.model import Outcome
 from telephony.reports.availability import Uptime, system_uptime
-from telephony.reports.outbound import NoOutboundRows, OutboundCounts
+from telephony.reports.outbound import OutboundCounts, OutboundRows
 from telephony.reports.periods import Interval, Window, bucket
 from telephony.store.models import Call, table_of
 
@@ -191,7 +190,8 @@ MISSED_CALLBACK_RATE = Definition(
     "漏接回拨率",
     "扬州 2025 合同, 服务目标与考核评分表 5",
     "对漏接电话一一回拨 … 漏接回拨率 100%，低一个百分点扣 1 分",
-    "missed calls called back / missed calls (calls that reached no agent), from the callback rows",
+    "missed calls whose callback was dialled at least once / missed calls to be called back "
+    "(all but blocked numbers and citizens who got through later), from the callback rows",
     frozenset({Scope.ALL, Scope.HOTLINE}),
 )
 
@@ -200,7 +200,8 @@ FOLLOW_UP_COVERAGE = Definition(
     "回访覆盖率",
     "扬州 2025 合同, 服务目标与考核评分表 6",
     "回访覆盖率达 100% … 回访覆盖率 100%，低一个百分点扣 1 分",
-    "follow-ups made / follow-ups due, from the follow-up (回访) rows",
+    "follow-up tasks done (reached, or tried their maximum times) / follow-up tasks due, "
+    "from the follow-up (回访) rows",
     frozenset({Scope.ALL, Scope.HOTLINE}),
 )
 
@@ -276,7 +277,7 @@ async def compute(
     ``conditions`` narrow the calls counted (a hotline, a skill group, an agent, a
     supervisor's areas). Rows come sorted by interval, then group.
     """
-    outbound = outbound or NoOutboundRows()
+    outbound = outbound or OutboundRows()
     call_kpis = [k for k in CALL_KPIS if scope in k.definition.scopes]
     start = bucket(c.arrived_at, interval, window.zone).label("interval_start")
     group = _GROUP_COLUMN[scope].label("group_key")
@@ -301,6 +302,9 @@ async def compute(
             found.setdefault((day, "all"), None)
     missed = await outbound.missed_callbacks(connection, window, interval, scope.value)
     follow = await outbound.follow_ups(connection, window, interval, scope.value)
+    if scope in MISSED_CALLBACK_RATE.scopes:  # a day or hotline with callbacks but no call
+        for found_key in (*missed, *follow):
+            found.setdefault(cast(tuple[datetime | None, str | None], found_key), None)
     rows: list[KpiRow] = []
     for (interval_start, key), row in sorted(found.items(), key=_order):
         values: dict[str, KpiValue] = {}

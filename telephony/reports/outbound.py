@@ -1,22 +1,36 @@
-"""Where the outbound rows (callbacks of missed calls, follow-up surveys) plug into the KPIs.
+"""漏接回拨率 and 回访覆盖率, counted from the outbound rows (:mod:`telephony.outbound`).
 
-漏接回拨率 and 回访覆盖率 are counted from callback and follow-up rows, which
-another issue adds. Until then :class:`NoOutboundRows` answers "not
-available" with the reason. The outbound issue replaces it with a class of
-the same shape that counts its rows in SQL (numerator and denominator per
-interval and group) and passes it to :func:`telephony.reports.kpis.compute`.
+* 漏接回拨率 ("对漏接电话一一回拨"): the missed calls (``missed_calls``) whose callback task
+  has been dialled at least once, over the missed calls whose task is to be called at
+  all (not ``not_required``: a blocked number, or a citizen who got through later).
+  A citizen's repeated missed calls share one task, so one callback covers them all.
+  Counted in the interval each missed call arrived in.
+* 回访覆盖率: the follow-up (``survey``) tasks that are done, reached or given up after
+  their maximum attempts, over the follow-up tasks due (not ``not_required``), in the
+  interval each task was created in. This is the campaigns' own ``coverage``
+  (:class:`telephony.outbound.campaigns.Coverage`).
+
+Both are grouped as a whole (``all``) or per hotline. :class:`OutboundRows` does it in
+SQL; :class:`OutboundCounts` is the shape :func:`telephony.reports.kpis.compute` takes.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
+from sqlalchemy import ColumnElement, and_, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from telephony.reports.periods import Interval, Window
+from telephony.reports.periods import Interval, Window, bucket
+from telephony.store.models import MissedCall, OutboundTask, table_of
 
 #: (interval start, group key) -> (numerator, denominator)
 Counts = dict[tuple[object, str], tuple[int, int]]
+
+_MISSED = table_of(MissedCall)
+_TASKS = table_of(OutboundTask)
+_NOT_REQUIRED = "not_required"
+_DONE = ("reached", "failed")
 
 
 class OutboundCounts(Protocol):
@@ -38,19 +52,49 @@ class OutboundCounts(Protocol):
         ...
 
 
-class NoOutboundRows:
-    """Today's answer: no callback or follow-up table exists yet."""
+class OutboundRows:
+    """The two KPIs from ``missed_calls`` and ``outbound_tasks`` (see the module docstring)."""
 
-    unavailable: str | None = (
-        "no callback or follow-up rows are stored yet (the outbound issue adds them)"
-    )
+    unavailable: str | None = None
 
     async def missed_callbacks(
         self, connection: AsyncConnection, window: Window, interval: Interval, scope: str
     ) -> Counts:
-        return {}
+        m, t = _MISSED.c, _TASKS.c
+        query = (
+            _counted(m.arrived_at, m.hotline, t.attempts > 0, window, interval, scope)
+            .select_from(_MISSED.join(_TASKS, t.id == m.task_id))
+            .where(t.state != _NOT_REQUIRED)
+        )
+        return await _counts(connection, query)
 
     async def follow_ups(
         self, connection: AsyncConnection, window: Window, interval: Interval, scope: str
     ) -> Counts:
-        return {}
+        t = _TASKS.c
+        query = _counted(
+            t.created_at, t.hotline, t.state.in_(_DONE), window, interval, scope
+        ).where(t.kind == "survey", t.state != _NOT_REQUIRED)
+        return await _counts(connection, query)
+
+
+def _counted(
+    when: ColumnElement[Any],
+    hotline: ColumnElement[Any],
+    done: ColumnElement[bool],
+    window: Window,
+    interval: Interval,
+    scope: str,
+) -> Any:
+    start = bucket(when, interval, window.zone).label("interval_start")
+    group = (hotline if scope == "hotline" else literal("all")).label("group_key")
+    return (
+        select(start, group, func.count().filter(done).label("n"), func.count().label("d"))
+        .where(and_(when >= window.start, when < window.end))
+        .group_by(start, group)
+    )
+
+
+async def _counts(connection: AsyncConnection, query: Any) -> Counts:
+    rows = (await connection.execute(query)).all()
+    return {(r.interval_start, r.group_key): (int(r.n), int(r.d)) for r in rows}

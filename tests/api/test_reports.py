@@ -36,7 +36,14 @@ from sqlalchemy import insert
 
 from telephony.auth import Role
 from telephony.services import Services
-from telephony.store.models import Agent, Call, NodeConnectionEvent, table_of
+from telephony.store.models import (
+    Agent,
+    Call,
+    MissedCall,
+    NodeConnectionEvent,
+    OutboundTask,
+    table_of,
+)
 from tests.api.fakes import Tokens
 
 CN = timedelta(hours=8)
@@ -256,8 +263,7 @@ async def test_fixture_day_kpis_are_exact(
         assert _fraction(group[key]) == expected, key
         assert (group[key]["numerator"], group[key]["denominator"]) == EXPECTED_COUNTS[key], key
     for key in ("missed_callback_rate", "follow_up_coverage"):
-        assert group[key]["available"] is False
-        assert "callback" in group[key]["reason"]
+        assert (group[key]["numerator"], group[key]["denominator"]) == (0, 0), key  # no rows
 
 
 async def test_fixture_day_per_hotline_group_and_agent(
@@ -346,3 +352,88 @@ async def test_export_csv_and_xlsx(
     by_group = {r[2]: dict(zip(header, r, strict=True)) for r in cells[1:]}
     assert by_group["12315"]["system_completion_rate 系统接通率 numerator"] == 4
     assert by_group["12315"]["system_completion_rate 系统接通率 denominator"] == 5
+
+
+def _task(
+    n: int, kind: str, hotline: str, state: str, attempts: int, day: int = 0
+) -> dict[str, Any]:
+    created = DAY + timedelta(days=day, hours=12, minutes=n)
+    return {
+        "id": uuid.UUID(int=1000 + n),
+        "kind": kind,
+        "hotline": hotline,
+        "number": f"1390000{n:04d}",
+        "state": state,
+        "attempts": attempts,
+        "max_attempts": 3,
+        "next_at": created,
+        "missed_count": 1,
+        "created_at": created,
+        "updated_at": created,
+    }
+
+
+def _missed(n: int, task: int, hotline: str, day: int = 0) -> dict[str, Any]:
+    return {
+        "call_uuid": uuid.UUID(int=2000 + n),
+        "hotline": hotline,
+        "caller": f"1370000{n:04d}",
+        "arrived_at": DAY + timedelta(days=day, hours=10, minutes=n),
+        "outcome": "abandoned_in_queue",
+        "task_id": uuid.UUID(int=1000 + task),
+    }
+
+
+async def test_callback_and_follow_up_kpis_count_the_outbound_rows(
+    services: Services, client: httpx.AsyncClient, admin: dict[str, str]
+) -> None:
+    # Callbacks on 12345: task 1 (two merged missed calls) dialled and reached, task 2
+    # dialled and given up, task 3 not dialled yet, task 4 a blocked number (not
+    # required). On 12315: task 5 dialled once, still pending. A missed call of the next
+    # day (task 6, dialled) is outside the day.
+    # 漏接回拨率 12345 = missed calls 1, 2 (task 1), 3 (task 2) called back of 1, 2, 3, 4
+    # (task 4's call 5 is not required) = 3/4; 12315 = 1/1; the day = 4/5.
+    # Follow-ups on 12345: reached, failed (tried its maximum), pending, dialing,
+    # not required -> done 2 of 4 due; 12315: one reached -> 1/1; the day = 3/5.
+    tasks = [
+        _task(1, "callback", "12345", "reached", 1),
+        _task(2, "callback", "12345", "failed", 3),
+        _task(3, "callback", "12345", "pending", 0),
+        _task(4, "callback", "12345", "not_required", 0),
+        _task(5, "callback", "12315", "pending", 1),
+        _task(6, "callback", "12345", "reached", 1, day=1),
+        _task(11, "survey", "12345", "reached", 1),
+        _task(12, "survey", "12345", "failed", 3),
+        _task(13, "survey", "12345", "pending", 0),
+        _task(14, "survey", "12345", "dialing", 1),
+        _task(15, "survey", "12345", "not_required", 0),
+        _task(16, "survey", "12315", "reached", 2),
+    ]
+    missed = [
+        _missed(1, 1, "12345"),
+        _missed(2, 1, "12345"),
+        _missed(3, 2, "12345"),
+        _missed(4, 3, "12345"),
+        _missed(5, 4, "12345"),
+        _missed(6, 5, "12315"),
+        _missed(7, 6, "12345", day=1),
+    ]
+    async with services.database.begin() as connection:
+        await connection.execute(insert(table_of(OutboundTask)), tasks)
+        await connection.execute(insert(table_of(MissedCall)), missed)
+    services.clock = NOW.timestamp
+    (day,) = (await _kpis(client, admin))["groups"]
+    assert _fraction(day["missed_callback_rate"]) == Fraction(4, 5)
+    assert (
+        day["missed_callback_rate"]["numerator"],
+        day["missed_callback_rate"]["denominator"],
+    ) == (4, 5)
+    assert (day["follow_up_coverage"]["numerator"], day["follow_up_coverage"]["denominator"]) == (
+        3,
+        5,
+    )
+    hotlines = {g["group"]: g for g in (await _kpis(client, admin, group_by="hotline"))["groups"]}
+    assert _fraction(hotlines["12345"]["missed_callback_rate"]) == Fraction(3, 4)
+    assert _fraction(hotlines["12315"]["missed_callback_rate"]) == Fraction(1, 1)
+    assert _fraction(hotlines["12345"]["follow_up_coverage"]) == Fraction(2, 4)
+    assert _fraction(hotlines["12315"]["follow_up_coverage"]) == Fraction(1, 1)
