@@ -197,7 +197,7 @@ class AgentLegs:
     async def _record_and_mark(self, call: Call, agent_id: str, leg: str) -> None:
         core = self.core
         if call.recording_id is None:  # a transferred call is recorded already
-            await self._record(call)
+            await self.record(call)
         await core.mark(
             call,
             tel_state="connected",
@@ -210,7 +210,7 @@ class AgentLegs:
 
     # -- recording ---------------------------------------------------------------------------
 
-    async def _record(self, call: Call) -> None:
+    async def record(self, call: Call) -> None:
         """Record the whole conversation to ``<recordings>/<call uuid>.wav``.
 
         The recording is claimed (its row, the CDR's ``recording_id``) only at

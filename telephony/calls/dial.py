@@ -140,6 +140,8 @@ class Dialing:
             records.timeline(call, "connected", call.agent_answered_at, agent=call.agent_id)
         )
         core.buffer.put(records.cdr(call))
+        if call.recording_id is None:  # 外线拨打 and callbacks are recorded like any call
+            core.spawn(core.record(call), f"record {call.uuid}")
         return True
 
     def abandon(self, call: Call) -> None:

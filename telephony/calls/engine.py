@@ -233,6 +233,9 @@ class CallEngine:
     def voicemail_failed(self, call: Call, reason: str) -> None:
         self.legs.voicemail_failed(call, reason)
 
+    async def record(self, call: Call) -> None:
+        await self.legs.record(call)
+
     def end_agent_call(self, agent_id: str) -> None:
         self.legs.end_agent_call(agent_id)
 

@@ -188,6 +188,17 @@ async def test_agent_dials_out_and_ends_wrap_up(control_rig: ControlRig) -> None
     assert cdr["caller"] == "13900139000" and cdr["agent_id"] == "a1"
     kinds = await rig.timeline(uuid)
     assert "dialing" in kinds and "connected" in kinds and "ended" in kinds
+
+    async def recorded() -> list[Any] | None:  # claimed at RECORD_STOP, with audio
+        rows = await rig.fetch(
+            "select r.size_bytes from calls c join recordings r on r.id = c.recording_id"
+            " where c.uuid = cast(:u as uuid)",
+            u=uuid,
+        )
+        return rows or None
+
+    (recording,) = await rig.wait_for(recorded, 10)
+    assert recording.size_bytes > 44  # more than a WAV header
     # wrap-up (0.5 s in the rig): extend it, then end it now
     await rig.wait_agent("a1", "wrap_up", timeout=5)
     reply = await rig.post("/v1/agents/a1/wrap-up", a1, {"extend_seconds": 60})
