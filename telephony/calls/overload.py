@@ -7,10 +7,12 @@ Signals, sampled every ``interval_s`` on the loop itself:
 * **CPU**: the process's CPU time per second of wall time over the last second, as a
   share of one core (the event loop, the ESL thread and the log writer share one GIL,
   so one core is what the process can use; this signal rises before any queue does);
-* **event-loop lag**: how late a timer fires (everything on the loop waits that long);
+* **event-loop lag**: how late a timer fires (everything on the loop waits that long),
+  averaged over the last second;
 * **event age**: how long ago (by the switch's clock) the latest event was raised when
   the engine handled it, less the smallest such age seen lately (the clocks' offset), so
-  a backlog of unread events shows even when the loop itself is quick;
+  a backlog of unread events shows even when the loop itself is quick; averaged over
+  the last second;
 * **write-buffer depth**: rows waiting for the database.
 
 Admission is rate-based (additive increase, multiplicative decrease, as SIP overload
@@ -90,8 +92,8 @@ class OverloadGuard:
         self._cut_at = float("-inf")
         self._roomy_since: float | None = None
         self._offsets: deque[tuple[float, float]] = deque()
-        # (wall, cpu, offered, admitted) at each sample of the last window_s
-        self._history: deque[tuple[float, float, int, int]] = deque()
+        # (wall, cpu, offered, admitted, loop lag, event age) at each sample of the window
+        self._history: deque[tuple[float, float, int, int, float, float]] = deque()
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -140,7 +142,16 @@ class OverloadGuard:
         self.loop_lag = loop_lag
         depth = self._buffer_depth()
         history = self._history
-        history.append((now, self._cpu_clock(), self.admitted + self.refused, self.admitted))
+        history.append(
+            (
+                now,
+                self._cpu_clock(),
+                self.admitted + self.refused,
+                self.admitted,
+                loop_lag,
+                self.event_age,
+            )
+        )
         while len(history) > 2 and now - history[1][0] >= s.window_s:
             history.popleft()
         first, last = history[0], history[-1]
@@ -148,12 +159,16 @@ class OverloadGuard:
         offered_rate = (last[2] - first[2]) / span if span > 0 else 0.0
         admitted_rate = (last[3] - first[3]) / span if span > 0 else 0.0
         self.cpu = (last[1] - first[1]) / span if span > 0 else 0.0
+        # Lag and age as their mean over the window: one pause (a GC, a slow page of the
+        # database) is not an overload; a queue that stays is.
+        lag = sum(h[4] for h in history) / len(history)
+        age = sum(h[5] for h in history) / len(history)
         if self._metrics is not None:
             self._metrics.event_loop_lag.set(loop_lag)
         levels = (
             (self.cpu, s.max_cpu),
-            (loop_lag, s.max_loop_lag_s),
-            (self.event_age, s.max_event_age_s),
+            (lag, s.max_loop_lag_s),
+            (age, s.max_event_age_s),
             (float(depth), float(s.max_buffer_depth)),
         )
         over = any(limit > 0 and value > limit for value, limit in levels)

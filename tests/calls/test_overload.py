@@ -134,6 +134,14 @@ def test_loop_lag_and_a_full_write_buffer_limit_too() -> None:
     assert guard.shedding
 
 
+def test_one_pause_of_the_loop_is_not_an_overload() -> None:
+    guard, clock, _ = _guard()
+    _offer(guard, clock, 50, 1.0)
+    _offer(guard, clock, 50, 0.1, lag=0.5)  # one 500 ms pause (a GC, say) in a second
+    _offer(guard, clock, 50, 1.0)
+    assert not guard.shedding and guard.refused == 0
+
+
 def test_event_age_is_measured_against_the_clocks_offset() -> None:
     guard, clock, _ = _guard()
     # the switch's clock is 30 s behind ours: a steady offset is no backlog
