@@ -142,7 +142,7 @@ async def _originate_gateway(
         return "-ERR INVALID_GATEWAY\n", None, None
     citizen = scripts.citizen(number)
     uid = variables.get("origination_uuid") or new_uuid()
-    ch = sw.new_gateway(number, variables, uid)
+    ch = sw.new_gateway(gateway, number, variables, uid)
     await sw.clock.sleep(0.02)
     if not ch.is_up:
         return f"-ERR {ch.hangup_cause or 'ORIGINATOR_CANCEL'}\n", None, None
@@ -150,8 +150,8 @@ async def _originate_gateway(
     if refusal is not None:
         if await sw.wait(ch, 0.05) == "hangup":
             return f"-ERR {ch.hangup_cause or 'ORIGINATOR_CANCEL'}\n", None, None
-        cause, disposition = refusal
-        sw.hangup(ch, cause, disposition, teardown=False)
+        cause = refusal[0]
+        sw.refuse(ch, cause)
         sw.complete_hangup(ch)
         return f"-ERR {cause}\n", None, lambda: sw.destroy(ch)
     answer_ms = None if citizen.behaviour == "no_answer" else citizen.answer_after_ms
@@ -174,10 +174,17 @@ async def _ring(
 ) -> tuple[str, Channel | None, After]:
     """A ringing outbound leg (PROGRESS): answered after ``answer_after_ms`` (None: never)
     unless ``originate_timeout`` comes first (NO_ANSWER, send_cancel; HANGUP_COMPLETE and
-    DESTROY after the job)."""
+    DESTROY after the job).
+
+    switch_ivr_originate counts the timeout in whole epoch seconds (``elapsed =
+    switch_epoch_time_now(NULL) - start``, ``elapsed >= timelimit_sec``): the leg gives up
+    on the first second boundary at which ``originate_timeout`` seconds have passed since
+    the second the originate began, so 5-6 s after it with 6 (the capture: 5.44 s)."""
+    started = ch.times.created // 1_000_000
+    limit = max(0.0, started + int(timeout) - sw.now_us() / 1_000_000)
     sw.ring_outbound(ch)
-    if answer_after_ms is None or answer_after_ms / 1000 >= timeout:
-        result = await sw.wait(ch, timeout)
+    if answer_after_ms is None or answer_after_ms / 1000 >= limit:
+        result = await sw.wait(ch, limit)
         cause = "NO_ANSWER"
     else:
         result = await sw.wait(ch, answer_after_ms / 1000)

@@ -8,6 +8,803 @@ FreeSWITCH's output, not its source. ``⟪name⟫`` is filled in per channel by
 from __future__ import annotations
 
 VARIABLE_PHASES: dict[str, list[tuple[str, str]]] = {
+    "gw_answer": [
+        ("direction", "outbound"),
+        ("is_outbound", "true"),
+        ("session_id", "⟪session_id⟫"),
+        ("sip_gateway_name", "⟪gateway⟫"),
+        ("sip_local_network_addr", "127.0.0.1"),
+        ("sip_profile_name", "gateway"),
+        ("video_media_flow", "disabled"),
+        ("text_media_flow", "disabled"),
+        ("channel_name", "sofia/internal/⟪ext⟫"),
+        ("sip_destination_url", "sip:⟪ext⟫@127.0.0.1:5095"),
+        ("originate_early_media", "true"),
+        ("originate_endpoint", "sofia"),
+        ("rtp_use_codec_string", "OPUS,G722,PCMU,PCMA,H264,VP8"),
+        ("local_media_ip", "127.0.0.1"),
+        ("local_media_port", "⟪local_media_port⟫"),
+        ("advertised_media_ip", "127.0.0.1"),
+        ("audio_media_flow", "sendrecv"),
+        (
+            "rtp_local_sdp_str",
+            "v=0\r\n"
+            "o=FreeSWITCH 1796085480 1796085481 IN IP4 127.0.0.1\r\n"
+            "s=FreeSWITCH\r\n"
+            "c=IN IP4 127.0.0.1\r\n"
+            "t=0 0\r\n"
+            "m=audio 29214 RTP/AVP 102 9 0 8 103 101\r\n"
+            "a=rtpmap:102 opus/48000/2\r\n"
+            "a=fmtp:102 useinbandfec=1; maxaveragebitrate=30000; maxplaybackrate=48000; "
+            "ptime=20; minptime=10; maxptime=40\r\n"
+            "a=rtpmap:9 G722/8000\r\n"
+            "a=rtpmap:0 PCMU/8000\r\n"
+            "a=rtpmap:8 PCMA/8000\r\n"
+            "a=rtpmap:103 telephone-event/48000\r\n"
+            "a=fmtp:103 0-15\r\n"
+            "a=rtpmap:101 telephone-event/8000\r\n"
+            "a=fmtp:101 0-15\r\n"
+            "a=ptime:20\r\n"
+            "a=sendrecv\r\n",
+        ),
+        (
+            "sip_outgoing_contact_uri",
+            "<sip:gw+⟪gateway⟫@127.0.0.1:5060;transport=udp;gw=⟪gateway⟫>",
+        ),
+        ("sip_req_uri", "⟪ext⟫@127.0.0.1:5095"),
+        ("sip_to_host", "127.0.0.1"),
+        ("sip_from_host", "127.0.0.1"),
+        ("sofia_profile_name", "internal"),
+        ("recovery_profile_name", "internal"),
+        ("sofia_profile_url", "sip:mod_sofia@127.0.0.1:5060"),
+        ("sip_reply_host", "127.0.0.1"),
+        ("sip_reply_port", "5095"),
+        ("sip_network_ip", "127.0.0.1"),
+        ("sip_network_port", "5095"),
+        ("sip_recover_contact", "<sip:127.0.0.1:5095;transport=UDP>"),
+        ("sip_full_via", "SIP/2.0/UDP 127.0.0.1;rport;branch=z9hG4bKe2QFZ8UmjjU6p"),
+        ("sip_recover_via", "SIP/2.0/UDP 127.0.0.1;rport;branch=z9hG4bKe2QFZ8UmjjU6p"),
+        ("sip_from_display", "⟪ocid⟫"),
+        ("sip_full_from", '"⟪ocid⟫" <sip:⟪ocid⟫@127.0.0.1>;tag=8eZ0eK1XXrgec'),
+        ("sip_full_to", "<sip:⟪ext⟫@127.0.0.1:5095>;tag=16543SIPpTag011"),
+        ("sip_from_user", "⟪ocid⟫"),
+        ("sip_from_uri", "⟪ocid⟫@127.0.0.1"),
+        ("sip_to_user", "⟪ext⟫"),
+        ("sip_to_port", "5095"),
+        ("sip_to_uri", "⟪ext⟫@127.0.0.1:5095"),
+        ("sip_contact_params", "transport=UDP"),
+        ("sip_contact_user", "nobody"),
+        ("sip_contact_port", "5095"),
+        ("sip_contact_uri", "nobody@127.0.0.1:5095"),
+        ("sip_contact_host", "127.0.0.1"),
+        ("sip_to_tag", "16543SIPpTag011"),
+        ("sip_from_tag", "8eZ0eK1XXrgec"),
+        ("sip_cseq", "123503555"),
+        ("sip_call_id", "⟪other_uuid⟫"),
+        (
+            "switch_r_sdp",
+            "v=0\r\n"
+            "o=⟪gateway⟫ 1 1 IN IP4 127.0.0.1\r\n"
+            "s=-\r\n"
+            "c=IN IP4 127.0.0.1\r\n"
+            "t=0 0\r\n"
+            "m=audio 6600 RTP/AVP 0 101\r\n"
+            "a=rtpmap:0 PCMU/8000\r\n"
+            "a=rtpmap:101 telephone-event/8000\r\n"
+            "a=fmtp:101 0-15\r\n",
+        ),
+        ("ep_codec_string", "CORE_PCM_MODULE.PCMU@8000h@20i@64000b"),
+        ("remote_video_media_flow", "inactive"),
+        ("remote_text_media_flow", "inactive"),
+        ("remote_audio_media_flow", "sendrecv"),
+        ("rtp_audio_recv_pt", "0"),
+        ("rtp_use_codec_name", "PCMU"),
+        ("rtp_use_codec_rate", "8000"),
+        ("rtp_use_codec_ptime", "20"),
+        ("rtp_use_codec_channels", "1"),
+        ("rtp_last_audio_codec_string", "PCMU@8000h@20i@1c"),
+        ("dtmf_type", "rfc2833"),
+        ("rtp_use_timer_name", "soft"),
+        ("rtp_use_pt", "0"),
+        ("rtp_use_ssrc", "⟪rtp_use_ssrc⟫"),
+        ("rtp_2833_send_payload", "101"),
+        ("rtp_2833_recv_payload", "101"),
+        ("remote_media_ip", "127.0.0.1"),
+        ("remote_media_port", "⟪remote_media_port⟫"),
+    ],
+    "gw_create": [
+        ("direction", "outbound"),
+        ("is_outbound", "true"),
+        ("session_id", "⟪session_id⟫"),
+        ("sip_gateway_name", "⟪gateway⟫"),
+        ("sip_local_network_addr", "127.0.0.1"),
+        ("sip_profile_name", "gateway"),
+        ("video_media_flow", "disabled"),
+        ("text_media_flow", "disabled"),
+        ("channel_name", "sofia/internal/⟪ext⟫"),
+        ("sip_destination_url", "sip:⟪ext⟫@127.0.0.1:5095"),
+        ("originate_early_media", "true"),
+        ("originate_endpoint", "sofia"),
+        ("rtp_use_codec_string", "OPUS,G722,PCMU,PCMA,H264,VP8"),
+        ("local_media_ip", "127.0.0.1"),
+        ("local_media_port", "⟪local_media_port⟫"),
+        ("advertised_media_ip", "127.0.0.1"),
+        ("audio_media_flow", "sendrecv"),
+        (
+            "rtp_local_sdp_str",
+            "v=0\r\n"
+            "o=FreeSWITCH 1796085480 1796085481 IN IP4 127.0.0.1\r\n"
+            "s=FreeSWITCH\r\n"
+            "c=IN IP4 127.0.0.1\r\n"
+            "t=0 0\r\n"
+            "m=audio 29214 RTP/AVP 102 9 0 8 103 101\r\n"
+            "a=rtpmap:102 opus/48000/2\r\n"
+            "a=fmtp:102 useinbandfec=1; maxaveragebitrate=30000; maxplaybackrate=48000; "
+            "ptime=20; minptime=10; maxptime=40\r\n"
+            "a=rtpmap:9 G722/8000\r\n"
+            "a=rtpmap:0 PCMU/8000\r\n"
+            "a=rtpmap:8 PCMA/8000\r\n"
+            "a=rtpmap:103 telephone-event/48000\r\n"
+            "a=fmtp:103 0-15\r\n"
+            "a=rtpmap:101 telephone-event/8000\r\n"
+            "a=fmtp:101 0-15\r\n"
+            "a=ptime:20\r\n"
+            "a=sendrecv\r\n",
+        ),
+        (
+            "sip_outgoing_contact_uri",
+            "<sip:gw+⟪gateway⟫@127.0.0.1:5060;transport=udp;gw=⟪gateway⟫>",
+        ),
+        ("sip_req_uri", "⟪ext⟫@127.0.0.1:5095"),
+        ("sip_to_host", "127.0.0.1:5095"),
+        ("sip_from_host", "127.0.0.1"),
+        ("sofia_profile_name", "internal"),
+        ("recovery_profile_name", "internal"),
+        ("sofia_profile_url", "sip:mod_sofia@127.0.0.1:5060"),
+    ],
+    "gw_hangup_complete": [
+        ("direction", "outbound"),
+        ("is_outbound", "true"),
+        ("session_id", "⟪session_id⟫"),
+        ("sip_gateway_name", "⟪gateway⟫"),
+        ("sip_local_network_addr", "127.0.0.1"),
+        ("sip_profile_name", "gateway"),
+        ("video_media_flow", "disabled"),
+        ("text_media_flow", "disabled"),
+        ("channel_name", "sofia/internal/⟪ext⟫"),
+        ("sip_destination_url", "sip:⟪ext⟫@127.0.0.1:5095"),
+        ("originate_early_media", "true"),
+        ("originate_endpoint", "sofia"),
+        ("rtp_use_codec_string", "OPUS,G722,PCMU,PCMA,H264,VP8"),
+        ("local_media_ip", "127.0.0.1"),
+        ("local_media_port", "⟪local_media_port⟫"),
+        ("advertised_media_ip", "127.0.0.1"),
+        ("audio_media_flow", "sendrecv"),
+        (
+            "rtp_local_sdp_str",
+            "v=0\r\n"
+            "o=FreeSWITCH 1796085480 1796085481 IN IP4 127.0.0.1\r\n"
+            "s=FreeSWITCH\r\n"
+            "c=IN IP4 127.0.0.1\r\n"
+            "t=0 0\r\n"
+            "m=audio 29214 RTP/AVP 102 9 0 8 103 101\r\n"
+            "a=rtpmap:102 opus/48000/2\r\n"
+            "a=fmtp:102 useinbandfec=1; maxaveragebitrate=30000; "
+            "maxplaybackrate=48000; ptime=20; minptime=10; maxptime=40\r\n"
+            "a=rtpmap:9 G722/8000\r\n"
+            "a=rtpmap:0 PCMU/8000\r\n"
+            "a=rtpmap:8 PCMA/8000\r\n"
+            "a=rtpmap:103 telephone-event/48000\r\n"
+            "a=fmtp:103 0-15\r\n"
+            "a=rtpmap:101 telephone-event/8000\r\n"
+            "a=fmtp:101 0-15\r\n"
+            "a=ptime:20\r\n"
+            "a=sendrecv\r\n",
+        ),
+        (
+            "sip_outgoing_contact_uri",
+            "<sip:gw+⟪gateway⟫@127.0.0.1:5060;transport=udp;gw=⟪gateway⟫>",
+        ),
+        ("sip_req_uri", "⟪ext⟫@127.0.0.1:5095"),
+        ("sip_to_host", "127.0.0.1"),
+        ("sip_from_host", "127.0.0.1"),
+        ("sofia_profile_name", "internal"),
+        ("recovery_profile_name", "internal"),
+        ("sofia_profile_url", "sip:mod_sofia@127.0.0.1:5060"),
+        ("sip_reply_host", "127.0.0.1"),
+        ("sip_reply_port", "5095"),
+        ("sip_network_ip", "127.0.0.1"),
+        ("sip_network_port", "5095"),
+        ("sip_recover_contact", "<sip:127.0.0.1:5095;transport=UDP>"),
+        ("sip_full_via", "SIP/2.0/UDP 127.0.0.1;rport;branch=z9hG4bKe2QFZ8UmjjU6p"),
+        ("sip_recover_via", "SIP/2.0/UDP 127.0.0.1;rport;branch=z9hG4bKe2QFZ8UmjjU6p"),
+        ("sip_from_display", "⟪ocid⟫"),
+        ("sip_full_from", '"⟪ocid⟫" <sip:⟪ocid⟫@127.0.0.1>;tag=8eZ0eK1XXrgec'),
+        ("sip_full_to", "<sip:⟪ext⟫@127.0.0.1:5095>;tag=16543SIPpTag011"),
+        ("sip_from_user", "⟪ocid⟫"),
+        ("sip_from_uri", "⟪ocid⟫@127.0.0.1"),
+        ("sip_to_user", "⟪ext⟫"),
+        ("sip_to_port", "5095"),
+        ("sip_to_uri", "⟪ext⟫@127.0.0.1:5095"),
+        ("sip_contact_params", "transport=UDP"),
+        ("sip_contact_user", "nobody"),
+        ("sip_contact_port", "5095"),
+        ("sip_contact_uri", "nobody@127.0.0.1:5095"),
+        ("sip_contact_host", "127.0.0.1"),
+        ("sip_to_tag", "16543SIPpTag011"),
+        ("sip_from_tag", "8eZ0eK1XXrgec"),
+        ("sip_cseq", "123503555"),
+        ("sip_call_id", "⟪other_uuid⟫"),
+        (
+            "switch_r_sdp",
+            "v=0\r\n"
+            "o=⟪gateway⟫ 1 1 IN IP4 127.0.0.1\r\n"
+            "s=-\r\n"
+            "c=IN IP4 127.0.0.1\r\n"
+            "t=0 0\r\n"
+            "m=audio 6600 RTP/AVP 0 101\r\n"
+            "a=rtpmap:0 PCMU/8000\r\n"
+            "a=rtpmap:101 telephone-event/8000\r\n"
+            "a=fmtp:101 0-15\r\n",
+        ),
+        ("ep_codec_string", "CORE_PCM_MODULE.PCMU@8000h@20i@64000b"),
+        ("remote_video_media_flow", "inactive"),
+        ("remote_text_media_flow", "inactive"),
+        ("remote_audio_media_flow", "sendrecv"),
+        ("rtp_audio_recv_pt", "0"),
+        ("rtp_use_codec_name", "PCMU"),
+        ("rtp_use_codec_rate", "8000"),
+        ("rtp_use_codec_ptime", "20"),
+        ("rtp_use_codec_channels", "1"),
+        ("rtp_last_audio_codec_string", "PCMU@8000h@20i@1c"),
+        ("dtmf_type", "rfc2833"),
+        ("rtp_use_timer_name", "soft"),
+        ("rtp_use_pt", "0"),
+        ("rtp_use_ssrc", "⟪rtp_use_ssrc⟫"),
+        ("rtp_2833_send_payload", "101"),
+        ("rtp_2833_recv_payload", "101"),
+        ("remote_media_ip", "127.0.0.1"),
+        ("remote_media_port", "⟪remote_media_port⟫"),
+        ("endpoint_disposition", "ANSWER"),
+        ("pre_transfer_caller_id_name", "⟪ocid⟫"),
+        ("pre_transfer_caller_id_number", "⟪ocid⟫"),
+        ("channel_cid_flipped", "yes"),
+        ("start_stamp", "⟪=start_stamp⟫"),
+        ("profile_start_stamp", "⟪=profile_start_stamp⟫"),
+        ("answer_stamp", "⟪=answer_stamp⟫"),
+        ("progress_stamp", "⟪=progress_stamp⟫"),
+        ("end_stamp", "⟪=end_stamp⟫"),
+        ("start_epoch", "⟪=start_epoch⟫"),
+        ("start_uepoch", "⟪=start_uepoch⟫"),
+        ("profile_start_epoch", "⟪=profile_start_epoch⟫"),
+        ("profile_start_uepoch", "⟪=profile_start_uepoch⟫"),
+        ("answer_epoch", "⟪=answer_epoch⟫"),
+        ("answer_uepoch", "⟪=answer_uepoch⟫"),
+        ("bridge_epoch", "⟪=bridge_epoch⟫"),
+        ("bridge_uepoch", "⟪=bridge_uepoch⟫"),
+        ("last_hold_epoch", "⟪=last_hold_epoch⟫"),
+        ("last_hold_uepoch", "⟪=last_hold_uepoch⟫"),
+        ("hold_accum_seconds", "0"),
+        ("hold_accum_usec", "0"),
+        ("hold_accum_ms", "0"),
+        ("resurrect_epoch", "⟪=resurrect_epoch⟫"),
+        ("resurrect_uepoch", "⟪=resurrect_uepoch⟫"),
+        ("progress_epoch", "⟪=progress_epoch⟫"),
+        ("progress_uepoch", "⟪=progress_uepoch⟫"),
+        ("progress_media_epoch", "⟪=progress_media_epoch⟫"),
+        ("progress_media_uepoch", "⟪=progress_media_uepoch⟫"),
+        ("end_epoch", "⟪=end_epoch⟫"),
+        ("end_uepoch", "⟪=end_uepoch⟫"),
+        ("caller_id", '"Outbound Call" <⟪ext⟫>'),
+        ("duration", "⟪=duration⟫"),
+        ("billsec", "⟪=billsec⟫"),
+        ("progresssec", "⟪=progresssec⟫"),
+        ("answersec", "⟪=answersec⟫"),
+        ("waitsec", "⟪=waitsec⟫"),
+        ("progress_mediasec", "⟪=progress_mediasec⟫"),
+        ("flow_billsec", "⟪=flow_billsec⟫"),
+        ("mduration", "⟪=mduration⟫"),
+        ("billmsec", "⟪=billmsec⟫"),
+        ("progressmsec", "⟪=progressmsec⟫"),
+        ("answermsec", "⟪=answermsec⟫"),
+        ("waitmsec", "⟪=waitmsec⟫"),
+        ("progress_mediamsec", "⟪=progress_mediamsec⟫"),
+        ("flow_billmsec", "⟪=flow_billmsec⟫"),
+        ("uduration", "⟪=uduration⟫"),
+        ("billusec", "⟪=billusec⟫"),
+        ("progressusec", "⟪=progressusec⟫"),
+        ("answerusec", "⟪=answerusec⟫"),
+        ("waitusec", "⟪=waitusec⟫"),
+        ("progress_mediausec", "⟪=progress_mediausec⟫"),
+        ("flow_billusec", "⟪=flow_billusec⟫"),
+        ("rtp_audio_in_raw_bytes", "2396"),
+        ("rtp_audio_in_media_bytes", "2236"),
+        ("rtp_audio_in_packet_count", "23"),
+        ("rtp_audio_in_media_packet_count", "13"),
+        ("rtp_audio_in_skip_packet_count", "123"),
+        ("rtp_audio_in_jitter_packet_count", "0"),
+        ("rtp_audio_in_dtmf_packet_count", "10"),
+        ("rtp_audio_in_cng_packet_count", "0"),
+        ("rtp_audio_in_flush_packet_count", "0"),
+        ("rtp_audio_in_largest_jb_size", "0"),
+        ("rtp_audio_in_jitter_min_variance", "0.00"),
+        ("rtp_audio_in_jitter_max_variance", "0.00"),
+        ("rtp_audio_in_jitter_loss_rate", "0.00"),
+        ("rtp_audio_in_jitter_burst_rate", "0.00"),
+        ("rtp_audio_in_mean_interval", "20.00"),
+        ("rtp_audio_in_flaw_total", "0"),
+        ("rtp_audio_in_quality_percentage", "100.00"),
+        ("rtp_audio_in_mos", "4.50"),
+        ("rtp_audio_out_raw_bytes", "2580"),
+        ("rtp_audio_out_media_bytes", "2580"),
+        ("rtp_audio_out_packet_count", "15"),
+        ("rtp_audio_out_media_packet_count", "15"),
+        ("rtp_audio_out_skip_packet_count", "0"),
+        ("rtp_audio_out_dtmf_packet_count", "0"),
+        ("rtp_audio_out_cng_packet_count", "0"),
+        ("rtp_audio_rtcp_packet_count", "0"),
+        ("rtp_audio_rtcp_octet_count", "0"),
+    ],
+    "gw_hangup_complete_refused": [
+        ("direction", "outbound"),
+        ("is_outbound", "true"),
+        ("session_id", "⟪session_id⟫"),
+        ("sip_gateway_name", "⟪gateway⟫"),
+        ("sip_local_network_addr", "127.0.0.1"),
+        ("sip_profile_name", "gateway"),
+        ("video_media_flow", "disabled"),
+        ("text_media_flow", "disabled"),
+        ("channel_name", "sofia/internal/⟪ext⟫"),
+        ("sip_destination_url", "sip:⟪ext⟫@127.0.0.1:5095"),
+        ("originate_early_media", "true"),
+        ("originate_endpoint", "sofia"),
+        ("rtp_use_codec_string", "OPUS,G722,PCMU,PCMA,H264,VP8"),
+        ("local_media_ip", "127.0.0.1"),
+        ("local_media_port", "⟪local_media_port⟫"),
+        ("advertised_media_ip", "127.0.0.1"),
+        ("audio_media_flow", "sendrecv"),
+        (
+            "rtp_local_sdp_str",
+            "v=0\r\n"
+            "o=FreeSWITCH 1796093841 1796093842 IN IP4 127.0.0.1\r\n"
+            "s=FreeSWITCH\r\n"
+            "c=IN IP4 127.0.0.1\r\n"
+            "t=0 0\r\n"
+            "m=audio 20858 RTP/AVP 102 9 0 8 103 101\r\n"
+            "a=rtpmap:102 opus/48000/2\r\n"
+            "a=fmtp:102 useinbandfec=1; maxaveragebitrate=30000; "
+            "maxplaybackrate=48000; ptime=20; minptime=10; maxptime=40\r\n"
+            "a=rtpmap:9 G722/8000\r\n"
+            "a=rtpmap:0 PCMU/8000\r\n"
+            "a=rtpmap:8 PCMA/8000\r\n"
+            "a=rtpmap:103 telephone-event/48000\r\n"
+            "a=fmtp:103 0-15\r\n"
+            "a=rtpmap:101 telephone-event/8000\r\n"
+            "a=fmtp:101 0-15\r\n"
+            "a=ptime:20\r\n"
+            "a=sendrecv\r\n",
+        ),
+        (
+            "sip_outgoing_contact_uri",
+            "<sip:gw+⟪gateway⟫@127.0.0.1:5060;transport=udp;gw=⟪gateway⟫>",
+        ),
+        ("sip_req_uri", "⟪ext⟫@127.0.0.1:5095"),
+        ("sip_to_host", "127.0.0.1:5095"),
+        ("sip_from_host", "127.0.0.1"),
+        ("sofia_profile_name", "internal"),
+        ("recovery_profile_name", "internal"),
+        ("sofia_profile_url", "sip:mod_sofia@127.0.0.1:5060"),
+        ("sip_call_id", "⟪other_uuid⟫"),
+        ("sip_reply_host", "127.0.0.1"),
+        ("sip_reply_port", "5095"),
+        ("sip_network_ip", "127.0.0.1"),
+        ("sip_network_port", "5095"),
+        ("start_stamp", "⟪=start_stamp⟫"),
+        ("profile_start_stamp", "⟪=profile_start_stamp⟫"),
+        ("end_stamp", "⟪=end_stamp⟫"),
+        ("start_epoch", "⟪=start_epoch⟫"),
+        ("start_uepoch", "⟪=start_uepoch⟫"),
+        ("profile_start_epoch", "⟪=profile_start_epoch⟫"),
+        ("profile_start_uepoch", "⟪=profile_start_uepoch⟫"),
+        ("answer_epoch", "⟪=answer_epoch⟫"),
+        ("answer_uepoch", "⟪=answer_uepoch⟫"),
+        ("bridge_epoch", "⟪=bridge_epoch⟫"),
+        ("bridge_uepoch", "⟪=bridge_uepoch⟫"),
+        ("last_hold_epoch", "⟪=last_hold_epoch⟫"),
+        ("last_hold_uepoch", "⟪=last_hold_uepoch⟫"),
+        ("hold_accum_seconds", "0"),
+        ("hold_accum_usec", "0"),
+        ("hold_accum_ms", "0"),
+        ("resurrect_epoch", "⟪=resurrect_epoch⟫"),
+        ("resurrect_uepoch", "⟪=resurrect_uepoch⟫"),
+        ("progress_epoch", "⟪=progress_epoch⟫"),
+        ("progress_uepoch", "⟪=progress_uepoch⟫"),
+        ("progress_media_epoch", "⟪=progress_media_epoch⟫"),
+        ("progress_media_uepoch", "⟪=progress_media_uepoch⟫"),
+        ("end_epoch", "⟪=end_epoch⟫"),
+        ("end_uepoch", "⟪=end_uepoch⟫"),
+        ("caller_id", '"⟪ocid⟫" <⟪ocid⟫>'),
+        ("duration", "⟪=duration⟫"),
+        ("billsec", "⟪=billsec⟫"),
+        ("progresssec", "⟪=progresssec⟫"),
+        ("answersec", "⟪=answersec⟫"),
+        ("waitsec", "⟪=waitsec⟫"),
+        ("progress_mediasec", "⟪=progress_mediasec⟫"),
+        ("flow_billsec", "⟪=flow_billsec⟫"),
+        ("mduration", "⟪=mduration⟫"),
+        ("billmsec", "⟪=billmsec⟫"),
+        ("progressmsec", "⟪=progressmsec⟫"),
+        ("answermsec", "⟪=answermsec⟫"),
+        ("waitmsec", "⟪=waitmsec⟫"),
+        ("progress_mediamsec", "⟪=progress_mediamsec⟫"),
+        ("flow_billmsec", "⟪=flow_billmsec⟫"),
+        ("uduration", "⟪=uduration⟫"),
+        ("billusec", "⟪=billusec⟫"),
+        ("progressusec", "⟪=progressusec⟫"),
+        ("answerusec", "⟪=answerusec⟫"),
+        ("waitusec", "⟪=waitusec⟫"),
+        ("progress_mediausec", "⟪=progress_mediausec⟫"),
+        ("flow_billusec", "⟪=flow_billusec⟫"),
+    ],
+    "gw_hangup_complete_unanswered": [
+        ("direction", "outbound"),
+        ("is_outbound", "true"),
+        ("session_id", "⟪session_id⟫"),
+        ("sip_gateway_name", "⟪gateway⟫"),
+        ("sip_local_network_addr", "127.0.0.1"),
+        ("sip_profile_name", "gateway"),
+        ("video_media_flow", "disabled"),
+        ("text_media_flow", "disabled"),
+        ("channel_name", "sofia/internal/⟪ext⟫"),
+        ("sip_destination_url", "sip:⟪ext⟫@127.0.0.1:5095"),
+        ("originate_early_media", "true"),
+        ("originate_endpoint", "sofia"),
+        ("rtp_use_codec_string", "OPUS,G722,PCMU,PCMA,H264,VP8"),
+        ("local_media_ip", "127.0.0.1"),
+        ("local_media_port", "⟪local_media_port⟫"),
+        ("advertised_media_ip", "127.0.0.1"),
+        ("audio_media_flow", "sendrecv"),
+        (
+            "rtp_local_sdp_str",
+            "v=0\r\n"
+            "o=FreeSWITCH 1796096174 1796096175 IN IP4 127.0.0.1\r\n"
+            "s=FreeSWITCH\r\n"
+            "c=IN IP4 127.0.0.1\r\n"
+            "t=0 0\r\n"
+            "m=audio 18526 RTP/AVP 102 9 0 8 103 101\r\n"
+            "a=rtpmap:102 opus/48000/2\r\n"
+            "a=fmtp:102 useinbandfec=1; maxaveragebitrate=30000; "
+            "maxplaybackrate=48000; ptime=20; minptime=10; "
+            "maxptime=40\r\n"
+            "a=rtpmap:9 G722/8000\r\n"
+            "a=rtpmap:0 PCMU/8000\r\n"
+            "a=rtpmap:8 PCMA/8000\r\n"
+            "a=rtpmap:103 telephone-event/48000\r\n"
+            "a=fmtp:103 0-15\r\n"
+            "a=rtpmap:101 telephone-event/8000\r\n"
+            "a=fmtp:101 0-15\r\n"
+            "a=ptime:20\r\n"
+            "a=sendrecv\r\n",
+        ),
+        (
+            "sip_outgoing_contact_uri",
+            "<sip:gw+⟪gateway⟫@127.0.0.1:5060;transport=udp;gw=⟪gateway⟫>",
+        ),
+        ("sip_req_uri", "⟪ext⟫@127.0.0.1:5095"),
+        ("sip_to_host", "127.0.0.1"),
+        ("sip_from_host", "127.0.0.1"),
+        ("sofia_profile_name", "internal"),
+        ("recovery_profile_name", "internal"),
+        ("sofia_profile_url", "sip:mod_sofia@127.0.0.1:5060"),
+        ("sip_reply_host", "127.0.0.1"),
+        ("sip_reply_port", "5095"),
+        ("sip_network_ip", "127.0.0.1"),
+        ("sip_network_port", "5095"),
+        ("sip_recover_contact", "<sip:127.0.0.1:5095;transport=UDP>"),
+        ("sip_full_via", "SIP/2.0/UDP 127.0.0.1;rport;branch=z9hG4bKj6vj6mZ26NmHN"),
+        ("sip_recover_via", "SIP/2.0/UDP 127.0.0.1;rport;branch=z9hG4bKj6vj6mZ26NmHN"),
+        ("sip_from_display", "⟪ocid⟫"),
+        ("sip_full_from", '"⟪ocid⟫" <sip:⟪ocid⟫@127.0.0.1>;tag=a1Hjj924QaXKK'),
+        ("sip_full_to", "<sip:⟪ext⟫@127.0.0.1:5095>;tag=16543SIPpTag013"),
+        ("sip_from_user", "⟪ocid⟫"),
+        ("sip_from_uri", "⟪ocid⟫@127.0.0.1"),
+        ("sip_to_user", "⟪ext⟫"),
+        ("sip_to_port", "5095"),
+        ("sip_to_uri", "⟪ext⟫@127.0.0.1:5095"),
+        ("sip_contact_params", "transport=UDP"),
+        ("sip_contact_user", "nobody"),
+        ("sip_contact_port", "5095"),
+        ("sip_contact_uri", "nobody@127.0.0.1:5095"),
+        ("sip_contact_host", "127.0.0.1"),
+        ("sip_to_tag", "16543SIPpTag013"),
+        ("sip_from_tag", "a1Hjj924QaXKK"),
+        ("sip_cseq", "123503558"),
+        ("sip_call_id", "⟪other_uuid⟫"),
+        ("start_stamp", "⟪=start_stamp⟫"),
+        ("profile_start_stamp", "⟪=profile_start_stamp⟫"),
+        ("progress_stamp", "⟪=progress_stamp⟫"),
+        ("end_stamp", "⟪=end_stamp⟫"),
+        ("start_epoch", "⟪=start_epoch⟫"),
+        ("start_uepoch", "⟪=start_uepoch⟫"),
+        ("profile_start_epoch", "⟪=profile_start_epoch⟫"),
+        ("profile_start_uepoch", "⟪=profile_start_uepoch⟫"),
+        ("answer_epoch", "⟪=answer_epoch⟫"),
+        ("answer_uepoch", "⟪=answer_uepoch⟫"),
+        ("bridge_epoch", "⟪=bridge_epoch⟫"),
+        ("bridge_uepoch", "⟪=bridge_uepoch⟫"),
+        ("last_hold_epoch", "⟪=last_hold_epoch⟫"),
+        ("last_hold_uepoch", "⟪=last_hold_uepoch⟫"),
+        ("hold_accum_seconds", "0"),
+        ("hold_accum_usec", "0"),
+        ("hold_accum_ms", "0"),
+        ("resurrect_epoch", "⟪=resurrect_epoch⟫"),
+        ("resurrect_uepoch", "⟪=resurrect_uepoch⟫"),
+        ("progress_epoch", "⟪=progress_epoch⟫"),
+        ("progress_uepoch", "⟪=progress_uepoch⟫"),
+        ("progress_media_epoch", "⟪=progress_media_epoch⟫"),
+        ("progress_media_uepoch", "⟪=progress_media_uepoch⟫"),
+        ("end_epoch", "⟪=end_epoch⟫"),
+        ("end_uepoch", "⟪=end_uepoch⟫"),
+        ("caller_id", '"⟪ocid⟫" <⟪ocid⟫>'),
+        ("duration", "⟪=duration⟫"),
+        ("billsec", "⟪=billsec⟫"),
+        ("progresssec", "⟪=progresssec⟫"),
+        ("answersec", "⟪=answersec⟫"),
+        ("waitsec", "⟪=waitsec⟫"),
+        ("progress_mediasec", "⟪=progress_mediasec⟫"),
+        ("flow_billsec", "⟪=flow_billsec⟫"),
+        ("mduration", "⟪=mduration⟫"),
+        ("billmsec", "⟪=billmsec⟫"),
+        ("progressmsec", "⟪=progressmsec⟫"),
+        ("answermsec", "⟪=answermsec⟫"),
+        ("waitmsec", "⟪=waitmsec⟫"),
+        ("progress_mediamsec", "⟪=progress_mediamsec⟫"),
+        ("flow_billmsec", "⟪=flow_billmsec⟫"),
+        ("uduration", "⟪=uduration⟫"),
+        ("billusec", "⟪=billusec⟫"),
+        ("progressusec", "⟪=progressusec⟫"),
+        ("answerusec", "⟪=answerusec⟫"),
+        ("waitusec", "⟪=waitusec⟫"),
+        ("progress_mediausec", "⟪=progress_mediausec⟫"),
+        ("flow_billusec", "⟪=flow_billusec⟫"),
+    ],
+    "gw_park": [
+        ("direction", "outbound"),
+        ("is_outbound", "true"),
+        ("session_id", "⟪session_id⟫"),
+        ("sip_gateway_name", "⟪gateway⟫"),
+        ("sip_local_network_addr", "127.0.0.1"),
+        ("sip_profile_name", "gateway"),
+        ("video_media_flow", "disabled"),
+        ("text_media_flow", "disabled"),
+        ("channel_name", "sofia/internal/⟪ext⟫"),
+        ("sip_destination_url", "sip:⟪ext⟫@127.0.0.1:5095"),
+        ("originate_early_media", "true"),
+        ("originate_endpoint", "sofia"),
+        ("rtp_use_codec_string", "OPUS,G722,PCMU,PCMA,H264,VP8"),
+        ("local_media_ip", "127.0.0.1"),
+        ("local_media_port", "⟪local_media_port⟫"),
+        ("advertised_media_ip", "127.0.0.1"),
+        ("audio_media_flow", "sendrecv"),
+        (
+            "rtp_local_sdp_str",
+            "v=0\r\n"
+            "o=FreeSWITCH 1796085480 1796085481 IN IP4 127.0.0.1\r\n"
+            "s=FreeSWITCH\r\n"
+            "c=IN IP4 127.0.0.1\r\n"
+            "t=0 0\r\n"
+            "m=audio 29214 RTP/AVP 102 9 0 8 103 101\r\n"
+            "a=rtpmap:102 opus/48000/2\r\n"
+            "a=fmtp:102 useinbandfec=1; maxaveragebitrate=30000; maxplaybackrate=48000; "
+            "ptime=20; minptime=10; maxptime=40\r\n"
+            "a=rtpmap:9 G722/8000\r\n"
+            "a=rtpmap:0 PCMU/8000\r\n"
+            "a=rtpmap:8 PCMA/8000\r\n"
+            "a=rtpmap:103 telephone-event/48000\r\n"
+            "a=fmtp:103 0-15\r\n"
+            "a=rtpmap:101 telephone-event/8000\r\n"
+            "a=fmtp:101 0-15\r\n"
+            "a=ptime:20\r\n"
+            "a=sendrecv\r\n",
+        ),
+        (
+            "sip_outgoing_contact_uri",
+            "<sip:gw+⟪gateway⟫@127.0.0.1:5060;transport=udp;gw=⟪gateway⟫>",
+        ),
+        ("sip_req_uri", "⟪ext⟫@127.0.0.1:5095"),
+        ("sip_to_host", "127.0.0.1"),
+        ("sip_from_host", "127.0.0.1"),
+        ("sofia_profile_name", "internal"),
+        ("recovery_profile_name", "internal"),
+        ("sofia_profile_url", "sip:mod_sofia@127.0.0.1:5060"),
+        ("sip_reply_host", "127.0.0.1"),
+        ("sip_reply_port", "5095"),
+        ("sip_network_ip", "127.0.0.1"),
+        ("sip_network_port", "5095"),
+        ("sip_recover_contact", "<sip:127.0.0.1:5095;transport=UDP>"),
+        ("sip_full_via", "SIP/2.0/UDP 127.0.0.1;rport;branch=z9hG4bKe2QFZ8UmjjU6p"),
+        ("sip_recover_via", "SIP/2.0/UDP 127.0.0.1;rport;branch=z9hG4bKe2QFZ8UmjjU6p"),
+        ("sip_from_display", "⟪ocid⟫"),
+        ("sip_full_from", '"⟪ocid⟫" <sip:⟪ocid⟫@127.0.0.1>;tag=8eZ0eK1XXrgec'),
+        ("sip_full_to", "<sip:⟪ext⟫@127.0.0.1:5095>;tag=16543SIPpTag011"),
+        ("sip_from_user", "⟪ocid⟫"),
+        ("sip_from_uri", "⟪ocid⟫@127.0.0.1"),
+        ("sip_to_user", "⟪ext⟫"),
+        ("sip_to_port", "5095"),
+        ("sip_to_uri", "⟪ext⟫@127.0.0.1:5095"),
+        ("sip_contact_params", "transport=UDP"),
+        ("sip_contact_user", "nobody"),
+        ("sip_contact_port", "5095"),
+        ("sip_contact_uri", "nobody@127.0.0.1:5095"),
+        ("sip_contact_host", "127.0.0.1"),
+        ("sip_to_tag", "16543SIPpTag011"),
+        ("sip_from_tag", "8eZ0eK1XXrgec"),
+        ("sip_cseq", "123503555"),
+        ("sip_call_id", "⟪other_uuid⟫"),
+        (
+            "switch_r_sdp",
+            "v=0\r\n"
+            "o=⟪gateway⟫ 1 1 IN IP4 127.0.0.1\r\n"
+            "s=-\r\n"
+            "c=IN IP4 127.0.0.1\r\n"
+            "t=0 0\r\n"
+            "m=audio 6600 RTP/AVP 0 101\r\n"
+            "a=rtpmap:0 PCMU/8000\r\n"
+            "a=rtpmap:101 telephone-event/8000\r\n"
+            "a=fmtp:101 0-15\r\n",
+        ),
+        ("ep_codec_string", "CORE_PCM_MODULE.PCMU@8000h@20i@64000b"),
+        ("remote_video_media_flow", "inactive"),
+        ("remote_text_media_flow", "inactive"),
+        ("remote_audio_media_flow", "sendrecv"),
+        ("rtp_audio_recv_pt", "0"),
+        ("rtp_use_codec_name", "PCMU"),
+        ("rtp_use_codec_rate", "8000"),
+        ("rtp_use_codec_ptime", "20"),
+        ("rtp_use_codec_channels", "1"),
+        ("rtp_last_audio_codec_string", "PCMU@8000h@20i@1c"),
+        ("dtmf_type", "rfc2833"),
+        ("rtp_use_timer_name", "soft"),
+        ("rtp_use_pt", "0"),
+        ("rtp_use_ssrc", "⟪rtp_use_ssrc⟫"),
+        ("rtp_2833_send_payload", "101"),
+        ("rtp_2833_recv_payload", "101"),
+        ("remote_media_ip", "127.0.0.1"),
+        ("remote_media_port", "⟪remote_media_port⟫"),
+        ("endpoint_disposition", "ANSWER"),
+        ("pre_transfer_caller_id_name", "⟪ocid⟫"),
+        ("pre_transfer_caller_id_number", "⟪ocid⟫"),
+        ("channel_cid_flipped", "yes"),
+    ],
+    "gw_progress": [
+        ("direction", "outbound"),
+        ("is_outbound", "true"),
+        ("session_id", "⟪session_id⟫"),
+        ("sip_gateway_name", "⟪gateway⟫"),
+        ("sip_local_network_addr", "127.0.0.1"),
+        ("sip_profile_name", "gateway"),
+        ("video_media_flow", "disabled"),
+        ("text_media_flow", "disabled"),
+        ("channel_name", "sofia/internal/⟪ext⟫"),
+        ("sip_destination_url", "sip:⟪ext⟫@127.0.0.1:5095"),
+        ("originate_early_media", "true"),
+        ("originate_endpoint", "sofia"),
+        ("rtp_use_codec_string", "OPUS,G722,PCMU,PCMA,H264,VP8"),
+        ("local_media_ip", "127.0.0.1"),
+        ("local_media_port", "⟪local_media_port⟫"),
+        ("advertised_media_ip", "127.0.0.1"),
+        ("audio_media_flow", "sendrecv"),
+        (
+            "rtp_local_sdp_str",
+            "v=0\r\n"
+            "o=FreeSWITCH 1796085480 1796085481 IN IP4 127.0.0.1\r\n"
+            "s=FreeSWITCH\r\n"
+            "c=IN IP4 127.0.0.1\r\n"
+            "t=0 0\r\n"
+            "m=audio 29214 RTP/AVP 102 9 0 8 103 101\r\n"
+            "a=rtpmap:102 opus/48000/2\r\n"
+            "a=fmtp:102 useinbandfec=1; maxaveragebitrate=30000; maxplaybackrate=48000; "
+            "ptime=20; minptime=10; maxptime=40\r\n"
+            "a=rtpmap:9 G722/8000\r\n"
+            "a=rtpmap:0 PCMU/8000\r\n"
+            "a=rtpmap:8 PCMA/8000\r\n"
+            "a=rtpmap:103 telephone-event/48000\r\n"
+            "a=fmtp:103 0-15\r\n"
+            "a=rtpmap:101 telephone-event/8000\r\n"
+            "a=fmtp:101 0-15\r\n"
+            "a=ptime:20\r\n"
+            "a=sendrecv\r\n",
+        ),
+        (
+            "sip_outgoing_contact_uri",
+            "<sip:gw+⟪gateway⟫@127.0.0.1:5060;transport=udp;gw=⟪gateway⟫>",
+        ),
+        ("sip_req_uri", "⟪ext⟫@127.0.0.1:5095"),
+        ("sip_to_host", "127.0.0.1"),
+        ("sip_from_host", "127.0.0.1"),
+        ("sofia_profile_name", "internal"),
+        ("recovery_profile_name", "internal"),
+        ("sofia_profile_url", "sip:mod_sofia@127.0.0.1:5060"),
+        ("sip_reply_host", "127.0.0.1"),
+        ("sip_reply_port", "5095"),
+        ("sip_network_ip", "127.0.0.1"),
+        ("sip_network_port", "5095"),
+        ("sip_recover_contact", "<sip:127.0.0.1:5095;transport=UDP>"),
+        ("sip_full_via", "SIP/2.0/UDP 127.0.0.1;rport;branch=z9hG4bKe2QFZ8UmjjU6p"),
+        ("sip_recover_via", "SIP/2.0/UDP 127.0.0.1;rport;branch=z9hG4bKe2QFZ8UmjjU6p"),
+        ("sip_from_display", "⟪ocid⟫"),
+        ("sip_full_from", '"⟪ocid⟫" <sip:⟪ocid⟫@127.0.0.1>;tag=8eZ0eK1XXrgec'),
+        ("sip_full_to", "<sip:⟪ext⟫@127.0.0.1:5095>;tag=16543SIPpTag011"),
+        ("sip_from_user", "⟪ocid⟫"),
+        ("sip_from_uri", "⟪ocid⟫@127.0.0.1"),
+        ("sip_to_user", "⟪ext⟫"),
+        ("sip_to_port", "5095"),
+        ("sip_to_uri", "⟪ext⟫@127.0.0.1:5095"),
+        ("sip_contact_params", "transport=UDP"),
+        ("sip_contact_user", "nobody"),
+        ("sip_contact_port", "5095"),
+        ("sip_contact_uri", "nobody@127.0.0.1:5095"),
+        ("sip_contact_host", "127.0.0.1"),
+        ("sip_to_tag", "16543SIPpTag011"),
+        ("sip_from_tag", "8eZ0eK1XXrgec"),
+        ("sip_cseq", "123503555"),
+        ("sip_call_id", "⟪other_uuid⟫"),
+    ],
+    "gw_refused": [
+        ("direction", "outbound"),
+        ("is_outbound", "true"),
+        ("session_id", "⟪session_id⟫"),
+        ("sip_gateway_name", "⟪gateway⟫"),
+        ("sip_local_network_addr", "127.0.0.1"),
+        ("sip_profile_name", "gateway"),
+        ("video_media_flow", "disabled"),
+        ("text_media_flow", "disabled"),
+        ("channel_name", "sofia/internal/⟪ext⟫"),
+        ("sip_destination_url", "sip:⟪ext⟫@127.0.0.1:5095"),
+        ("originate_early_media", "true"),
+        ("originate_endpoint", "sofia"),
+        ("rtp_use_codec_string", "OPUS,G722,PCMU,PCMA,H264,VP8"),
+        ("local_media_ip", "127.0.0.1"),
+        ("local_media_port", "⟪local_media_port⟫"),
+        ("advertised_media_ip", "127.0.0.1"),
+        ("audio_media_flow", "sendrecv"),
+        (
+            "rtp_local_sdp_str",
+            "v=0\r\n"
+            "o=FreeSWITCH 1796093841 1796093842 IN IP4 127.0.0.1\r\n"
+            "s=FreeSWITCH\r\n"
+            "c=IN IP4 127.0.0.1\r\n"
+            "t=0 0\r\n"
+            "m=audio 20858 RTP/AVP 102 9 0 8 103 101\r\n"
+            "a=rtpmap:102 opus/48000/2\r\n"
+            "a=fmtp:102 useinbandfec=1; maxaveragebitrate=30000; maxplaybackrate=48000; "
+            "ptime=20; minptime=10; maxptime=40\r\n"
+            "a=rtpmap:9 G722/8000\r\n"
+            "a=rtpmap:0 PCMU/8000\r\n"
+            "a=rtpmap:8 PCMA/8000\r\n"
+            "a=rtpmap:103 telephone-event/48000\r\n"
+            "a=fmtp:103 0-15\r\n"
+            "a=rtpmap:101 telephone-event/8000\r\n"
+            "a=fmtp:101 0-15\r\n"
+            "a=ptime:20\r\n"
+            "a=sendrecv\r\n",
+        ),
+        (
+            "sip_outgoing_contact_uri",
+            "<sip:gw+⟪gateway⟫@127.0.0.1:5060;transport=udp;gw=⟪gateway⟫>",
+        ),
+        ("sip_req_uri", "⟪ext⟫@127.0.0.1:5095"),
+        ("sip_to_host", "127.0.0.1:5095"),
+        ("sip_from_host", "127.0.0.1"),
+        ("sofia_profile_name", "internal"),
+        ("recovery_profile_name", "internal"),
+        ("sofia_profile_url", "sip:mod_sofia@127.0.0.1:5060"),
+        ("sip_call_id", "⟪other_uuid⟫"),
+        ("sip_reply_host", "127.0.0.1"),
+        ("sip_reply_port", "5095"),
+        ("sip_network_ip", "127.0.0.1"),
+        ("sip_network_port", "5095"),
+    ],
     "in_answer": [
         ("direction", "inbound"),
         ("session_id", "⟪session_id⟫"),

@@ -244,6 +244,9 @@ class Channel:
     done: asyncio.Event = field(default_factory=asyncio.Event)
     destroyed: bool = False
     ext: str | None = None  # agent extension for outbound legs
+    #: The captured variable phases an outbound leg follows: ``out`` (an agent's
+    #: ``user/EXT``) or ``gw`` (a citizen through a carrier gateway).
+    phases: str = "out"
     app_run: AppRun | None = None
     #: Channels an eavesdrop/three_way on this channel listens to, and who listens to this one.
     watching: set[Channel] = field(default_factory=set)

@@ -207,6 +207,15 @@ CALLSTATE_NUMBER = {
 }
 
 
+#: A refusing citizen's final response: Hangup-Cause -> (SIP status, reason phrase), as
+#: mod_sofia's sofia_glue_sip_cause_to_freeswitch maps them and the capture shows.
+SIP_REFUSALS: dict[str, tuple[str, str]] = {
+    "USER_BUSY": ("486", "Busy Here"),
+    "CALL_REJECTED": ("603", "Decline"),
+    "UNALLOCATED_NUMBER": ("404", "Not Found"),
+}
+
+
 def new_uuid() -> str:
     return str(uuidlib.uuid4())
 
@@ -586,7 +595,9 @@ class Switch:
             phase="out_create",
         )
 
-    def new_gateway(self, number: str, origin_vars: dict[str, str], uid: str) -> Channel:
+    def new_gateway(
+        self, gateway: str, number: str, origin_vars: dict[str, str], uid: str
+    ) -> Channel:
         """A leg to a citizen through a carrier gateway (``sofia/gateway/GW/NUMBER``); the
         capture names it ``sofia/internal/NUMBER`` (CREATE and ORIGINATE fired here)."""
         return self._originated(
@@ -596,7 +607,8 @@ class Switch:
             uid,
             source="src/switch_ivr_originate.c",
             presence_id="",
-            phase="out_create",
+            phase="gw_create",
+            tokens={"gateway": gateway},
         )
 
     def new_null(self, dest: str, origin_vars: dict[str, str], uid: str) -> Channel:
@@ -623,6 +635,7 @@ class Switch:
         port: int = 0,
         ext: str | None = None,
         phase: str | None = None,
+        tokens: dict[str, str] | None = None,
     ) -> Channel:
         """An outbound leg being originated: CHANNEL_CREATE and CHANNEL_ORIGINATE fired."""
         now = self.now_us()
@@ -657,11 +670,12 @@ class Switch:
             direction="outbound",
             profile=profile,
             presence_id=presence_id,
-            tokens=self._tokens(uuid=uid, ext=dest, port=str(port), ocid=ocid),
+            tokens=self._tokens(uuid=uid, ext=dest, port=str(port), ocid=ocid, **(tokens or {})),
             times=times,
             call_uuid=uid,
             hit_dialplan=False,
             ext=ext,
+            phases=phase.split("_", 1)[0] if phase else "out",
         )
         if phase is not None:
             self.apply_phase(ch, phase)
@@ -735,7 +749,7 @@ class Switch:
         self.set_state(ch, "CS_CONSUME_MEDIA")
         ch.times.progress = self.now_us()
         ch.profile.network_addr = "127.0.0.1"
-        self.apply_phase(ch, "out_progress")
+        self.apply_phase(ch, f"{ch.phases}_progress")
         self.fire("CHANNEL_PROGRESS", ch)
         self.set_callstate(ch, "RINGING")
 
@@ -743,7 +757,7 @@ class Switch:
         ch.times.answered = self.now_us()
         ch.answer_state = "answered"
         self.media_up(ch)
-        self.apply_phase(ch, "out_answer")
+        self.apply_phase(ch, f"{ch.phases}_answer")
         self.fire("CHANNEL_ANSWER", ch)
         self.set_callstate(ch, "ACTIVE")
         ch.answered_evt.set()
@@ -756,7 +770,7 @@ class Switch:
         self.set_state(ch, "CS_EXECUTE")
         ch.hit_dialplan = True
         if not ch.name.startswith("null/"):  # a null leg has no SIP variables
-            self.apply_phase(ch, "out_park")
+            self.apply_phase(ch, f"{ch.phases}_park")
         ch.move("answered")
 
     # ------------------------------------------------------------ execution
@@ -1476,6 +1490,16 @@ class Switch:
         ch.set_var("hangup_cause", cause)
         ch.set_var("hangup_cause_q850", q850(cause))
         ch.set_var("sip_hangup_disposition", disposition)
+        if ch.name.startswith("sofia/"):
+            if disposition == "recv_bye":
+                # sofia_handle_sip_i_bye: the BYE's status and the cause it maps to.
+                ch.set_var("sip_term_status", "200")
+                ch.set_var("proto_specific_hangup_cause", "sip:200")
+                ch.set_var("sip_term_cause", q850(cause))
+            elif disposition == "send_cancel" and ch.direction == "outbound":
+                # sofia_on_hangup of a leg that never answered: CANCEL, "487".
+                ch.set_var("sip_invite_failure_status", "487")
+                ch.set_var("sip_invite_failure_phrase", "CANCEL")
         self._park_disarm(ch)
         partner = ch.partner
         if partner is not None and partner.is_up:
@@ -1543,15 +1567,36 @@ class Switch:
         self.complete_hangup(ch)
         self.destroy(ch)
 
+    def refuse(self, ch: Channel, cause: str) -> None:
+        """A final response >= 400 to the INVITE before any 18x (mod_sofia
+        sofia_handle_sip_r_invite, then nua_callstate_terminated in sofia_handle_sip_i_state):
+        the leg is in CS_CONSUME_MEDIA, learns the reply's addresses, gets
+        ``sip_invite_failure_status/phrase``, ``sip_term_status``,
+        ``proto_specific_hangup_cause`` (``sip:486``), ``sip_term_cause`` (the q850 code of
+        ``sofia_glue_sip_cause_to_freeswitch``) and hangs up with ``recv_refuse``."""
+        status, phrase = SIP_REFUSALS[cause]
+        self.set_state(ch, "CS_CONSUME_MEDIA")
+        ch.profile.network_addr = "127.0.0.1"
+        if ch.phases == "gw":
+            self.apply_phase(ch, "gw_refused")
+        ch.set_var("sip_invite_failure_status", status)
+        ch.set_var("sip_invite_failure_phrase", phrase)
+        ch.set_var("sip_term_status", status)
+        ch.set_var("proto_specific_hangup_cause", f"sip:{status}")
+        ch.set_var("sip_term_cause", q850(cause))
+        self.hangup(ch, cause, "recv_refuse", teardown=False)
+
     def complete_hangup(self, ch: Channel) -> None:
         if ch.direction == "inbound":
             phase = "in_hangup_complete"
         elif ch.bridged_ever:
             phase = "out_hangup_complete_bridged"
         elif ch.times.answered:
-            phase = "out_hangup_complete"
+            phase = f"{ch.phases}_hangup_complete"
+        elif ch.phases == "gw" and not ch.times.progress:
+            phase = "gw_hangup_complete_refused"  # a final response before any 18x
         else:
-            phase = "out_hangup_complete_unanswered"
+            phase = f"{ch.phases}_hangup_complete_unanswered"
         ch.state_number = None
         self.set_state(ch, "CS_REPORTING")
         self.set_callstate(ch, "HANGUP")

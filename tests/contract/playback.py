@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import uuid
 from collections.abc import Sequence
 
@@ -23,14 +24,22 @@ from .traces import UUID_RE, Session
 
 
 class TracePlaybackServer:
-    """Plays ``sessions`` (one per accepted connection, in order) with renamed leg uuids."""
+    """Plays ``sessions`` (one per accepted connection, in order) with renamed leg uuids
+    (but a uuid the client chose for a new leg, ``origination_uuid=``, is kept, as the
+    switch keeps it)."""
 
     def __init__(self, sessions: Sequence[Session]) -> None:
         self.sessions = list(sessions)
         self.rename: dict[str, str] = {}
+        chosen = {
+            m.group(1)
+            for session in self.sessions
+            for cmd in session.sent
+            for m in re.finditer(r"origination_uuid=(" + UUID_RE.pattern + ")", cmd.text)
+        }
         for session in self.sessions:
             for uid in session.legs:
-                self.rename.setdefault(uid, str(uuid.uuid4()))
+                self.rename.setdefault(uid, uid if uid in chosen else str(uuid.uuid4()))
         self.mismatches: list[str] = []
         self._server: asyncio.Server | None = None
         self._next = 0

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -287,7 +288,13 @@ async def replay_connection(
             break
         mapping = uuid_map()
         raw = _substitute(cmd.raw, mapping)
-        unmapped = [u for u in UUID_RE.findall(cmd.text) if u in real_legs and u not in mapping]
+        # A uuid the client gives a new leg (`origination_uuid=`) names no leg yet: sent as is.
+        named = set(re.findall(r"origination_uuid=(" + UUID_RE.pattern + ")", cmd.text))
+        unmapped = [
+            u
+            for u in UUID_RE.findall(cmd.text)
+            if u in real_legs and u not in mapping and u not in named
+        ]
         if unmapped:
             log.append(f"#{k} `{cmd.line[:60]}`: no simulator leg for {unmapped}")
         sim_index.append(await client.send(raw))

@@ -50,6 +50,33 @@ PARK_TIMER_TIMING = (
 )
 
 
+_CREATE = EventRef("CHANNEL_CREATE")
+
+OUTBOUND_TIMING = (
+    Timing(
+        "C",
+        _CREATE,
+        _HANGUP,
+        5.0,
+        6.0 + SLOP,
+        "C: NO_ANSWER when 6 whole epoch seconds have passed since the originate's second",
+    ),
+    Timing("C", _HANGUP, None, 0.0, SLOP, "C: the originate timeout fires on a whole second"),
+)
+
+#: The citizens SIPp played for ``outbound_dispositions`` (README k), by number.
+OUTBOUND_CITIZENS = (
+    # Rings 1 s, answers, presses 4 (2.66 s after the answer: after the 300 ms prompt).
+    "13800138001 answer answer_after_ms=1000 dtmf=4 dtmf_delay_ms=2660",
+    "13800138002 busy",
+    "13800138003 no_answer",
+    "13800138004 reject",
+    "13800138005 not_found",
+    # Answers after 1 s and hangs up 4 s later, during the 8 s prompt.
+    "13800138006 answer answer_after_ms=1000 hangup_after_s=4",
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Scenario:
     """One README scenario: its connections, in order, and what differs from the capture."""
@@ -267,6 +294,25 @@ SCENARIOS: dict[str, Scenario] = {
             "+0.82 s, scaled), their `*` are `api sim dtmf <leg> *` at +3.32 and +3.68 s. "
             "Timing rules (switch seconds, each also checked on the capture): "
             + "; ".join(t.why for t in PARK_TIMER_TIMING)
+            + "."
+        ),
+    ),
+    "outbound_dispositions": Scenario(
+        "outbound_dispositions",
+        (
+            ConnectionPlan(
+                "outbound_dispositions",
+                setup=tuple(SetupStep(1, f"api sim citizen {spec}") for spec in OUTBOUND_CITIZENS),
+                timing=OUTBOUND_TIMING,
+            ),
+        ),
+        assumptions=(
+            "SIPp's UAS answering for the gateway `carrier` (the simulator's default "
+            "`gateways`) is one `api sim citizen NUMBER ...` per number, sent before the "
+            "subscription: "
+            + "; ".join(OUTBOUND_CITIZENS)
+            + ". Timing rules (switch seconds, each also checked on the capture): "
+            + "; ".join(t.why for t in OUTBOUND_TIMING)
             + "."
         ),
     ),

@@ -162,6 +162,7 @@ CALL_CENTER = [
     "unbridge_hangup_after_bridge_false",
     "three_way_on_bridged_agent",
     "park_timer",
+    "outbound_dispositions",
 ]
 
 

@@ -6,7 +6,9 @@ telephony/sim/captured.py`` (the result is then byte-identical to the committed 
 channel-variable lists of chosen events, replaces the call-specific values
 (uuids, numbers, ports, times) by ``⟪token⟫`` placeholders, and leaves out
 the variables the simulator manages itself (dialplan and controller
-variables, bridge and hangup bookkeeping).
+variables, bridge and hangup bookkeeping). The agent legs (``user/EXT``) give the
+``out_*`` phases; the legs through the carrier gateway of ``outbound_dispositions``
+(``sofia/gateway/carrier/NUMBER``) their own ``gw_*`` phases.
 """
 
 from __future__ import annotations
@@ -188,6 +190,79 @@ ORDER = [
 ]
 
 
+#: Legs through a carrier gateway (``sofia/gateway/carrier/NUMBER``, README section k).
+GATEWAY = ["outbound_dispositions"]
+#: What the simulator sets itself on a gateway leg, besides :data:`MANAGED`: the SIP
+#: result of the INVITE or the BYE (per disposition), the originate's own variables and
+#: the survey's digits.
+GATEWAY_MANAGED = {
+    "sip_invite_failure_status",
+    "sip_invite_failure_phrase",
+    "sip_term_status",
+    "sip_term_cause",
+    "proto_specific_hangup_cause",
+    "origination_uuid",
+    "callback_of",
+    "survey_key",
+}
+#: Each gateway phase holds its parent's variables too.
+GATEWAY_PARENT = {
+    "gw_progress": "gw_create",
+    "gw_answer": "gw_progress",
+    "gw_park": "gw_answer",
+    "gw_hangup_complete": "gw_park",
+    "gw_refused": "gw_create",
+    "gw_hangup_complete_refused": "gw_refused",
+    "gw_hangup_complete_unanswered": "gw_progress",
+}
+
+
+def gateway_stage(h: dict[str, str]) -> str:
+    """The variable phase of a gateway leg's event (refused: hung up before any 18x;
+    unanswered: rang, then the originate gave up)."""
+    name = h["Event-Name"]
+    answered = h.get("Caller-Channel-Answered-Time", "0") != "0"
+    progressed = h.get("Caller-Channel-Progress-Time", "0") != "0"
+    if name in ("CHANNEL_HANGUP_COMPLETE", "CHANNEL_DESTROY"):
+        if answered:
+            return "gw_hangup_complete"
+        return "gw_hangup_complete_unanswered" if progressed else "gw_hangup_complete_refused"
+    if name == "CHANNEL_HANGUP" and not progressed:
+        return "gw_refused"
+    if h["Channel-HIT-Dialplan"] == "true":
+        return "gw_park"
+    if answered:
+        return "gw_answer"
+    if h["Channel-State"] == "CS_CONSUME_MEDIA":
+        return "gw_progress"
+    return "gw_create"
+
+
+def gateway_phases() -> dict[str, dict[str, str]]:
+    phases: dict[str, dict[str, str]] = {k: {} for k in ["gw_create", *GATEWAY_PARENT]}
+    for trace in GATEWAY:
+        for items in events(trace):
+            h = dict(items)
+            uid = h.get("Unique-ID")
+            if not uid or "Channel-State" not in h or h["Event-Name"] == "DTMF":
+                continue
+            subs = [
+                (uid, "uuid"),
+                (h["Caller-Destination-Number"], "ext"),
+                ("12345", "ocid"),
+                (h.get("variable_sip_gateway_name") or "@@", "gateway"),
+            ]
+            st = gateway_stage(h)
+            for k, v in variables(items, subs):
+                if k not in GATEWAY_MANAGED:
+                    phases[st].setdefault(k, UUID.sub("⟪other_uuid⟫", v))
+    for st, parent in GATEWAY_PARENT.items():  # parents come first
+        merged = dict(phases[parent])
+        merged.update(phases[st])
+        phases[st] = merged
+    return phases
+
+
 def main() -> None:
     phases: dict[str, dict[str, str]] = {k: {} for k in ORDER}
     for trace in CALL_CENTER:
@@ -227,6 +302,7 @@ def main() -> None:
         merged = dict(prev)
         merged.update(phases[st])
         phases[st] = merged
+    phases.update(gateway_phases())
     out_phases = {k: list(v.items()) for k, v in phases.items()}
     for vs in out_phases.values():
         for i, (k, _v) in enumerate(vs):

@@ -159,10 +159,10 @@ async def test_outbound_dispositions(client: RawClient) -> None:
     ):
         assert await c.api(f"sim citizen {number} {spec}") == "+OK\n"
     assert await c.api("sim citizen 1 dance") == "-ERR unknown citizen behaviour 'dance'\n"
-    for number, job, cause, q850 in (
-        ("13800138002", "busy", "USER_BUSY", "17"),
-        ("13800138004", "reject", "CALL_REJECTED", "21"),
-        ("13800138005", "nf", "UNALLOCATED_NUMBER", "1"),
+    for number, job, cause, q850, status, phrase in (
+        ("13800138002", "busy", "USER_BUSY", "17", "486", "Busy Here"),
+        ("13800138004", "reject", "CALL_REJECTED", "21", "603", "Decline"),
+        ("13800138005", "nf", "UNALLOCATED_NUMBER", "1", "404", "Not Found"),
     ):
         assert await _callback(c, number, job) == f"-ERR {cause}\n"
         uid = f"cb-{job}"
@@ -179,6 +179,16 @@ async def test_outbound_dispositions(client: RawClient) -> None:
         done = next(e for e in c.events(uid) if e.name == "CHANNEL_HANGUP_COMPLETE")
         assert done.h["variable_hangup_cause_q850"] == q850
         assert done.h["variable_sip_hangup_disposition"] == "recv_refuse"
+        # The final response's variables are there from CHANNEL_HANGUP on (in CS_CONSUME_MEDIA).
+        hangup = next(e for e in c.events(uid) if e.name == "CHANNEL_HANGUP")
+        assert hangup.h["Channel-State"] == "CS_CONSUME_MEDIA"
+        assert hangup.h["Caller-Network-Addr"] == "127.0.0.1"
+        assert hangup.h["variable_sip_gateway_name"] == "carrier"
+        assert hangup.h["variable_sip_invite_failure_status"] == status
+        assert hangup.h["variable_sip_invite_failure_phrase"] == phrase
+        assert hangup.h["variable_sip_term_status"] == status
+        assert hangup.h["variable_proto_specific_hangup_cause"] == f"sip:{status}"
+        assert hangup.h["variable_sip_term_cause"] == q850
     assert await _callback(c, "13800138003", "na") == "-ERR NO_ANSWER\n"
     await c.wait_event("CHANNEL_DESTROY", "cb-na")
     names = [e.name for e in c.events() if e.uuid == "cb-na" or e.h.get("Job-UUID") == "na"]
@@ -189,6 +199,14 @@ async def test_outbound_dispositions(client: RawClient) -> None:
         "CHANNEL_HANGUP_COMPLETE",
         "CHANNEL_DESTROY",
     ]
+    na = {e.name: e for e in c.events("cb-na")}
+    assert na["CHANNEL_HANGUP_COMPLETE"].h["variable_sip_invite_failure_status"] == "487"
+    assert na["CHANNEL_HANGUP_COMPLETE"].h["variable_sip_invite_failure_phrase"] == "CANCEL"
+    # originate_timeout=6 counts whole epoch seconds: 5-6 s after the create, on a second.
+    created = int(na["CHANNEL_CREATE"].h["Event-Date-Timestamp"])
+    gave_up = int(na["CHANNEL_HANGUP"].h["Event-Date-Timestamp"])
+    assert 5_000_000 <= gave_up - created <= 6_500_000
+    assert gave_up % 1_000_000 < 500_000
     assert await _callback(c, "13800138006", "ans") == "+OK cb-ans\n"
     await c.wait_event("CHANNEL_PARK", "cb-ans")
     await c.wait_event(
@@ -197,5 +215,9 @@ async def test_outbound_dispositions(client: RawClient) -> None:
     )
     hangup = next(e for e in c.events("cb-ans") if e.name == "CHANNEL_HANGUP_COMPLETE")
     assert hangup.h["variable_sip_hangup_disposition"] == "recv_bye"
+    bye = next(e for e in c.events("cb-ans") if e.name == "CHANNEL_HANGUP")
+    assert bye.h["variable_sip_term_status"] == "200"
+    assert bye.h["variable_proto_specific_hangup_cause"] == "sip:200"
+    assert bye.h["variable_sip_term_cause"] == "16"
     assert await _callback(c, "13800138001", "gw", gateway="nowhere") == "-ERR INVALID_GATEWAY\n"
     assert not c.events("cb-gw")
