@@ -35,6 +35,7 @@ from telephony.api import (
     reports,
     skill_groups,
     surveys,
+    wallboard,
 )
 from telephony.api.deps import current_caller
 from telephony.api.errors import install_error_handlers, responses
@@ -99,6 +100,7 @@ def create_app(services: Services, *, principals: PrincipalCache | None = None) 
         app.include_router(extra)
     app.include_router(events.router)  # authenticates itself (the middleware passes websockets)
     app.include_router(console.router)
+    app.include_router(wallboard.router)
     # The last added runs first: the size limit, then the token, then the routes.
     app.add_middleware(BearerAuth, principals=app.state.principals, prefix=API_PREFIX)
     refused = services.metrics.api_bodies_refused

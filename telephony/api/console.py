@@ -16,9 +16,10 @@ from fastapi.responses import HTMLResponse, Response
 
 router = APIRouter(tags=["console"])
 
-_WEB = resources.files("telephony") / "web"
+WEB = resources.files("telephony") / "web"
 _TYPES = {"console.js": "text/javascript; charset=utf-8", "console.css": "text/css; charset=utf-8"}
-_HEADERS = {
+#: The headers of every page and asset (the wallboard's too): no caching, no framing, same origin.
+PAGE_HEADERS = {
     "Cache-Control": "no-cache",
     "X-Content-Type-Options": "nosniff",
     "Content-Security-Policy": (
@@ -31,7 +32,7 @@ _HEADERS = {
 @router.get("/console", include_in_schema=False)
 async def console_page() -> HTMLResponse:
     """The agent console."""
-    return HTMLResponse((_WEB / "console.html").read_text("utf-8"), headers=_HEADERS)
+    return HTMLResponse((WEB / "console.html").read_text("utf-8"), headers=PAGE_HEADERS)
 
 
 @router.get("/console/{asset}", include_in_schema=False)
@@ -40,4 +41,4 @@ async def console_asset(asset: str) -> Response:
     media = _TYPES.get(asset)
     if media is None:
         return Response(status_code=404)
-    return Response((_WEB / asset).read_bytes(), media_type=media, headers=_HEADERS)
+    return Response((WEB / asset).read_bytes(), media_type=media, headers=PAGE_HEADERS)
