@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -69,6 +69,14 @@ class RuleBook:
         found = {o for r in self.rules.values() for o in r.outcomes}
         return found | set(self.of(ANY_HOTLINE).outcomes)
 
+    def counts(self, hotline: ColumnElement[Any], outcome: ColumnElement[Any]) -> Any:
+        """SQL: the CDR's outcome counts as missed under its hotline's rules."""
+        own = [h for h in self.rules if h != ANY_HOTLINE]
+        cases = [and_(hotline == h, outcome.in_(sorted(self.rules[h].outcomes))) for h in own]
+        rest = outcome.in_(sorted(self.of(ANY_HOTLINE).outcomes))
+        cases.append(and_(hotline.not_in(own), rest) if own else rest)
+        return or_(*cases)
+
     @classmethod
     async def load(cls, connection: AsyncConnection) -> RuleBook:
         rows = (await connection.execute(select(RULES.c.hotline, RULES.c.rules))).all()
@@ -100,17 +108,20 @@ async def scan_missed(
     """Turn ended CDRs since ``since`` that reached no agent into missed calls, each
     joining its citizen's open callback task within the merge window or opening one.
     Idempotent (a CDR is a missed call once); returns how many were added."""
-    outcomes = sorted(book.outcomes())
+    # Only rows it takes: a row it skipped would come first in every later scan, and a
+    # full batch of them (anonymous callers, say) would hide every missed call after it.
+    c = CALLS.c
     rows = (
         await connection.execute(
-            select(
-                CALLS.c.uuid, CALLS.c.hotline, CALLS.c.caller, CALLS.c.arrived_at, CALLS.c.outcome
-            )
+            select(c.uuid, c.hotline, c.caller, c.arrived_at, c.outcome)
             .where(
-                CALLS.c.arrived_at >= since,
-                CALLS.c.ended_at.is_not(None),
-                CALLS.c.outcome.in_(outcomes),
-                func.coalesce(CALLS.c.direction, "inbound") == "inbound",
+                c.arrived_at >= since,
+                c.ended_at.is_not(None),
+                book.counts(c.hotline, c.outcome),
+                c.hotline.is_not(None),
+                c.hotline != "",
+                c.caller != "",
+                func.coalesce(c.direction, "inbound") == "inbound",
                 ~select(MISSED.c.call_uuid).where(MISSED.c.call_uuid == CALLS.c.uuid).exists(),
             )
             .order_by(CALLS.c.arrived_at)
@@ -119,9 +130,7 @@ async def scan_missed(
     ).all()
     added = 0
     for row in rows:
-        rules = book.of(row.hotline or "")
-        if row.outcome not in rules.outcomes or not row.caller or not row.hotline:
-            continue
+        rules = book.of(row.hotline)
         task_id = await _task_for(connection, row, rules, now, await blocked(row.caller))
         await connection.execute(
             insert(MISSED)

@@ -149,7 +149,9 @@ def _dialer(services: Services, calls: CallEngine, ivr: IvrService, channels: in
         EngineOutbound([calls], services.roster),
         surveys=ivr,
         blocked=services.blocked.contains,
-        settings=DialerSettings(channels=channels, tick_s=0.1, write_retry_max_s=0.5),
+        settings=DialerSettings(
+            channels=channels, tick_s=0.1, write_retry_max_s=0.5, scan_every_s=0
+        ),
     )
 
 
@@ -164,8 +166,8 @@ async def outbound_rig(
     rig_legs: list[Channel] = []
     original = sim.switch.new_gateway
 
-    def recorded(number: str, origin_vars: dict[str, str], uid: str) -> Channel:
-        ch = original(number, origin_vars, uid)
+    def recorded(*args: Any, **kwargs: Any) -> Channel:
+        ch = original(*args, **kwargs)
         rig_legs.append(ch)
         return ch
 

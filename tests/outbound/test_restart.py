@@ -107,7 +107,7 @@ async def test_a_database_outage_pauses_dialing(outbound_rig: OutboundRig) -> No
     dialer = Dialer(
         dead,
         EngineOutbound([rig.engine], rig.services.roster),
-        settings=DialerSettings(channels=4, tick_s=0.05),
+        settings=DialerSettings(channels=4, tick_s=0.05, scan_every_s=0),
     )
     await dialer.start()
     try:
