@@ -42,6 +42,7 @@ def test_initial_load_serves_every_hotline(flows: Path) -> None:
     library = FlowLibrary(flows)
     report = library.reload()
     assert report.ok and report.loaded == (
+        "follow-up",  # the follow-up (回访) survey campaigns' flow
         "hotline-12315",
         "hotline-12319",
         "hotline-12345",
@@ -163,6 +164,7 @@ def test_skill_group_removed_while_used_keeps_previous_groups(flows: Path) -> No
     assert not report.ok
     assert "help" in library.current.skill_groups
     assert set(library.current.flows) == {
+        "follow-up",
         "hotline-12315",
         "hotline-12319",
         "hotline-12345",
