@@ -140,7 +140,12 @@ def disposition_of(cause: str | None) -> Disposition:
     return _BY_CAUSE.get(word, Disposition.ERROR)
 
 
-DEFAULT_OUTCOMES = ("abandoned_in_ivr", "abandoned_in_queue", "refused", "lost", "voicemail")
+#: What a missed call is by default: the citizen asked for an agent and none answered
+#: (the flows queue the call at once, so that is ``abandoned_in_queue``), the system lost
+#: or refused the call, or the citizen left a voice message. A citizen who hangs up in
+#: the IVR (``abandoned_in_ivr``) mostly heard what they called for; a hotline whose
+#: rules say otherwise lists it.
+DEFAULT_OUTCOMES = ("abandoned_in_queue", "refused", "lost", "voicemail")
 
 
 class Rules(BaseModel):

@@ -38,6 +38,7 @@ CALLER = "13600000078"
 FLOW = "follow-up-slow"
 #: Dialled at any hour (the default rules keep 21:00-08:00 quiet), retried soon.
 RULES = Rules(
+    outcomes=("abandoned_in_ivr", "abandoned_in_queue"),  # the missed call below ends in the IVR
     quiet_hours=None,
     retry_seconds={
         d: (0.5,) for d in ("busy", "no_answer", "rejected", "agent_missed", "interrupted", "error")

@@ -37,6 +37,8 @@ TIME_SCALE = 20.0
 FLOWS = Path(__file__).resolve().parents[2] / "ivr_flows"
 #: Short schedules: a busy or unanswered number is tried again 1 s later, 3 times at most.
 FAST_RULES = Rules(
+    # this hotline also calls back citizens who hung up in the IVR
+    outcomes=("abandoned_in_ivr", "abandoned_in_queue", "refused", "lost", "voicemail"),
     quiet_hours=None,
     merge_window_seconds=3600,
     max_attempts=3,

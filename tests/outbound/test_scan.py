@@ -43,3 +43,9 @@ async def test_rows_the_scan_leaves_do_not_hide_a_missed_call_behind_them(
         missed = (await connection.execute(text("select caller, outcome from missed_calls"))).all()
     assert added == 1
     assert [(m.caller, m.outcome) for m in missed] == [("13800000002", "lost")]
+
+
+def test_by_default_a_citizen_who_hangs_up_in_the_ivr_is_not_a_missed_call() -> None:
+    book = RuleBook()
+    assert "abandoned_in_ivr" not in book.of("12345").outcomes
+    assert {"abandoned_in_queue", "refused", "lost", "voicemail"} <= set(book.of("12345").outcomes)
