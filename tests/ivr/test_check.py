@@ -169,4 +169,5 @@ def test_menu_self_loop_with_an_exit_is_fine(folder: FlowFolder) -> None:
 
 def test_check_paths_counts_files() -> None:
     diagnostics, checked = check_paths([Path("ivr_flows")])
-    assert diagnostics == [] and checked == 5  # three hotlines, ticket-query and the follow-up survey
+    # three hotlines, ticket-query and the follow-up survey
+    assert diagnostics == [] and checked == 5
