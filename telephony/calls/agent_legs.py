@@ -33,7 +33,7 @@ from telephony.calls.leg import Leg, LegInput
 from telephony.calls.model import Call, CallInput, CallState, Outcome
 from telephony.calls.values import clean_or_none
 from telephony.esl import commands
-from telephony.esl.messages import Event
+from telephony.esl.messages import Event, failure_cause
 from telephony.esl.port import EslError
 
 log = logging.getLogger(__name__)
@@ -88,8 +88,8 @@ class AgentLegs:
             self.offer_failed(call, agent.id, leg, f"TRANSPORT: {exc}", agent_missed=False)
             return
         result = (job.body or "").strip()
-        if not result.startswith("+OK"):
-            cause = result.removeprefix("-ERR").strip() or "UNKNOWN"
+        cause = failure_cause(result)
+        if cause is not None:
             self.offer_failed(call, agent.id, leg, cause)
             return
         core.leg(call, leg, LegInput.ANSWER)
@@ -233,9 +233,7 @@ class AgentLegs:
         core = self.core
         call.recording_failed = clean_or_none(reason, values.REASON) or kind
         core.metrics.recordings_failed.labels(core.port.node, kind).inc()
-        log.error(
-            "call not recorded", extra={"call": call.uuid, "why": kind, "reason": reason}
-        )
+        log.error("call not recorded", extra={"call": call.uuid, "why": kind, "reason": reason})
         core.buffer.put(records.timeline(call, "recording_failed", core.clock(), reason=reason))
         core.buffer.put(records.cdr(call))
 

@@ -35,6 +35,7 @@ from telephony.calls import records
 from telephony.calls.control_model import ControlInput, ControlState, Done, Party, Refused
 from telephony.calls.model import Call, CallState
 from telephony.esl import commands
+from telephony.esl.messages import failure_cause
 from telephony.esl.port import EslChannelGone, EslError
 
 if TYPE_CHECKING:
@@ -136,8 +137,8 @@ class Consult:
         session = control.session(call)
         assert session.party is not None
         result = await control.originate(call, leg, session.party)
-        if not result.startswith("+OK"):
-            cause = result.removeprefix("-ERR").strip() or "UNKNOWN"
+        cause = failure_cause(result)
+        if cause is not None:
             control.party_failed(leg, cause)
             if call.control is St.DIALING_OUT:
                 core.buffer.put(
@@ -206,8 +207,8 @@ class Consult:
         session = control.session(call)
         assert session.party is not None
         result = await control.originate(call, leg, session.party)
-        if not result.startswith("+OK"):
-            cause = result.removeprefix("-ERR").strip() or "UNKNOWN"
+        cause = failure_cause(result)
+        if cause is not None:
             control.party_failed(leg, cause)
             if call.control is St.CONSULT_RINGING and session.party_leg == leg:
                 core.buffer.put(records.timeline(call, "consult_failed", core.clock(), cause=cause))
@@ -329,8 +330,8 @@ class Consult:
         session = control.session(call)
         assert session.party is not None
         result = await control.originate(call, leg, session.party)
-        if not result.startswith("+OK"):
-            cause = result.removeprefix("-ERR").strip() or "UNKNOWN"
+        cause = failure_cause(result)
+        if cause is not None:
             control.party_failed(leg, cause)
             if call.control is St.THREE_WAY_RINGING and session.party_leg == leg:
                 control.move(call, In.THREE_WAY_ENDED)

@@ -25,6 +25,7 @@ from telephony.calls.leg import LegInput
 from telephony.calls.model import Call, CallInput, CallState
 from telephony.calls.values import clean
 from telephony.esl import commands
+from telephony.esl.messages import failure_cause
 from telephony.esl.port import EslError
 
 if TYPE_CHECKING:
@@ -85,8 +86,8 @@ class Dialing:
         result = await control.originate(
             call, agent_leg, Party("agent", agent_id), caller_id=call.caller
         )
-        if not result.startswith("+OK"):
-            cause = result.removeprefix("-ERR").strip() or "UNKNOWN"
+        cause = failure_cause(result)
+        if cause is not None:
             control.party_failed(agent_leg, "ORIGINATOR_CANCEL")  # not a missed offer
             self._failed(call, cause, "agent_phone")
             return
@@ -100,8 +101,8 @@ class Dialing:
         result = await control.originate(
             call, call.uuid, Party("number", call.caller), caller_id=call.hotline
         )
-        if not result.startswith("+OK"):
-            cause = result.removeprefix("-ERR").strip() or "UNKNOWN"
+        cause = failure_cause(result)
+        if cause is not None:
             self._failed(call, cause, "number")
             await core.kill(agent_leg)
             return

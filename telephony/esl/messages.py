@@ -187,3 +187,11 @@ Message = (
     | LogData
     | Unknown
 )
+
+
+def failure_cause(reply: str) -> str | None:
+    """The cause of a failed ``originate`` from its job body (``-ERR USER_BUSY`` ->
+    ``USER_BUSY``, ``UNKNOWN`` when it names none); None when it succeeded (``+OK``)."""
+    if reply.startswith("+OK"):
+        return None
+    return reply.removeprefix("-ERR").strip() or "UNKNOWN"
