@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from sqlalchemy import ColumnElement, and_, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from telephony.outbound.model import TaskState
 from telephony.reports.periods import Interval, Window, bucket
 from telephony.store.models import MissedCall, OutboundTask, table_of
 
@@ -29,8 +30,8 @@ Counts = dict[tuple[object, str], tuple[int, int]]
 
 _MISSED = table_of(MissedCall)
 _TASKS = table_of(OutboundTask)
-_NOT_REQUIRED = "not_required"
-_DONE = ("reached", "failed")
+_NOT_REQUIRED = TaskState.NOT_REQUIRED.value
+_DONE = (TaskState.REACHED.value, TaskState.FAILED.value)
 
 
 class OutboundCounts(Protocol):
