@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import platformdirs
 from pydantic import AliasChoices, Field, ValidationError, field_validator
@@ -65,6 +65,11 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("DATABASE_URL", "database_url"),
         description="PostgreSQL URL (postgresql+asyncpg://... or postgresql://...); "
         "unset: an embedded PostgreSQL in DATA_DIR/postgres",
+    )
+    esl_io: Literal["loop", "greenswitch"] = Field(
+        default="loop",
+        description="who owns the ESL sockets: loop (the event loop itself; measured cheapest) "
+        "or greenswitch (greenswitch in its own gevent thread)",
     )
     api_listen: str = Field(default="127.0.0.1:8080", description="HTTP listen address HOST:PORT")
     data_dir: Path = Field(

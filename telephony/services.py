@@ -370,6 +370,7 @@ def attach_call_engine(services: Services) -> None:
             drop_applications=DIALPLAN_APPLICATIONS,
             hooks=EslMetrics(services.metrics),
             on_state=history.observe,
+            io=settings.esl_io,
         )
         probe = NodeProbe(
             connection,

@@ -1,5 +1,8 @@
 """One inbound ESL connection inside the gevent thread: greenswitch with our reading path.
 
+This is the ``greenswitch`` wire (``TELEPHONY_ESL_IO=greenswitch``); the default wire is
+:mod:`telephony.esl.loop_connection`, on the event loop itself (see there for why).
+
 Theory of operation
 -------------------
 :class:`GreenConnection` is a greenswitch :class:`~greenswitch.esl.InboundESL`.
@@ -7,11 +10,11 @@ greenswitch still does what it does well - the socket connect, waiting for
 ``auth/request``, the ``auth`` command, and the FIFO of commands awaiting
 their reply (``_commands_sent``) - but its reading path is replaced:
 
-* ``receive_events`` reads large chunks (256 KiB) from the socket and feeds
-  them to our sans-IO :class:`~telephony.esl.parser.FrameParser`, which
-  splits header lines *before* URL-decoding values (greenswitch decodes the
-  whole body first, so ``%0A`` in a caller-ID name could forge a header) and
-  never raises on bad bytes: malformed frames are logged and skipped.
+* ``receive_events`` reads large chunks (256 KiB) from the socket and hands
+  them to :class:`~telephony.esl.wire.FrameReader` (our codec: header lines
+  split *before* values are URL-decoded, because greenswitch decodes the whole
+  body first and ``%0A`` in a caller-ID name could forge a header; bad bytes
+  are logged and skipped, never raised).
 * Everything one read produced - events, and the replies of commands sent
   from asyncio - becomes one *batch*, handed to the ``sink`` in wire order
   (the asyncio side wakes its loop once for all the batches it has not taken).
@@ -53,14 +56,9 @@ import gevent.lock
 from greenswitch.esl import InboundESL, NotConnectedError
 
 from telephony.esl import commands
-from telephony.esl.messages import (
-    ApiResponse,
-    CommandReply,
-    ContentType,
-    Event,
-    Malformed,
-)
-from telephony.esl.parser import FrameParser, decode
+from telephony.esl.gevent_thread import GeventThread
+from telephony.esl.messages import CommandReply
+from telephony.esl.parser import FrameParser
 from telephony.esl.port import (
     EslAuthError,
     EslConnectError,
@@ -68,82 +66,24 @@ from telephony.esl.port import (
     EslError,
     EslTimeout,
 )
+from telephony.esl.wire import (
+    BatchItem,
+    Dropped,
+    FrameReader,
+    HandOff,
+    PendingReply,
+    Resolution,
+    Sink,
+)
 
 logger = logging.getLogger(__name__)
 
 READ_SIZE = 256 * 1024
 
-_EVENT_TYPES = frozenset({ContentType.EVENT_PLAIN.value, ContentType.EVENT_JSON.value})
-_REPLY_TYPES = frozenset({ContentType.COMMAND_REPLY.value, ContentType.API_RESPONSE.value})
-
-
-class PendingReply:
-    """A command sent from asyncio, waiting in greenswitch's FIFO for its reply.
-
-    ``future`` is an asyncio future; it is only ever touched in the asyncio
-    thread (the reply travels there inside a :class:`Resolution`).
-    """
-
-    __slots__ = ("future", "sent")
-
-    def __init__(self, future: Any) -> None:
-        self.future = future
-        self.sent = False
-
-
-class Resolution:
-    """Batch item: settle ``pending.future`` with ``result`` or ``error`` (in asyncio)."""
-
-    __slots__ = ("error", "pending", "result")
-
-    def __init__(
-        self,
-        pending: PendingReply,
-        result: CommandReply | ApiResponse | None = None,
-        error: BaseException | None = None,
-    ) -> None:
-        self.pending = pending
-        self.result = result
-        self.error = error
-
-
-class Dropped:
-    """Batch item: the connection is gone (always the last item it posts).
-
-    ``overflow``: it was dropped because the hand-off to asyncio stayed full.
-    """
-
-    __slots__ = ("overflow", "reason")
-
-    def __init__(self, reason: str, overflow: bool = False) -> None:
-        self.reason = reason
-        self.overflow = overflow
-
-
-class HandOff:
-    """Items posted to asyncio and not yet taken: one connection's hand-off depth.
-
-    ``posted`` is only written in the gevent thread and ``taken`` only in the
-    asyncio thread, so the two need no lock; their difference is the depth.
-    """
-
-    __slots__ = ("posted", "taken")
-
-    def __init__(self) -> None:
-        self.posted = 0
-        self.taken = 0
-
-    @property
-    def depth(self) -> int:
-        return self.posted - self.taken
-
-
-BatchItem = Event | Resolution | Dropped
-Sink = Callable[[list[BatchItem]], None]
 Spawn = Callable[..., Any]
 
 
-class GreenConnection(InboundESL):  # type: ignore[misc]
+class GreenConnection(FrameReader, InboundESL):  # type: ignore[misc]
     """A greenswitch inbound connection whose reading path is our codec. Lives in the hub thread."""
 
     def __init__(
@@ -299,8 +239,6 @@ class GreenConnection(InboundESL):  # type: ignore[misc]
         parser = FrameParser()
         sock = self.sock
         sink = self._sink
-        event_types = _EVENT_TYPES
-        reply_types = _REPLY_TYPES
         handoff = self._handoff
         limit = self._max_backlog
         try:
@@ -311,22 +249,7 @@ class GreenConnection(InboundESL):  # type: ignore[misc]
                 if not data:
                     self._drop_reason = "closed by peer"
                     break
-                parser.feed(data)
-                batch: list[BatchItem] = []
-                for frame in parser.frames():
-                    if type(frame) is Malformed:
-                        self._malformed(frame.reason, frame.raw)
-                        continue
-                    ctype = frame.headers.get("Content-Type", "")  # type: ignore[union-attr]
-                    message = decode(frame)  # type: ignore[arg-type]
-                    if type(message) is Malformed:
-                        self._malformed(message.reason, message.raw)
-                    elif ctype in event_types:
-                        batch.append(message)  # type: ignore[arg-type]
-                    elif ctype in reply_types:
-                        self._reply(message, batch)  # type: ignore[arg-type]
-                    else:
-                        self._control(ctype, message)
+                batch = self._read(parser, data)
                 if batch:
                     sink(batch)
         except OSError as exc:
@@ -356,40 +279,20 @@ class GreenConnection(InboundESL):  # type: ignore[misc]
             gevent.sleep(0.005)
         return True
 
-    def _reply(self, message: CommandReply | ApiResponse, batch: list[BatchItem]) -> None:
-        if not self._commands_sent:
-            logger.warning(
-                "esl reply without a command", extra={"node": self.node, "reply": repr(message)}
-            )
-            return
-        waiting = self._commands_sent.pop(0)
-        if type(waiting) is PendingReply:
-            batch.append(Resolution(waiting, message))
-        else:
-            waiting.set(message)  # greenswitch's own send (auth, exit)
+    def _on_auth_request(self) -> None:
+        self._auth_request_event.set()
 
-    def _control(self, ctype: str, message: object) -> None:
-        if ctype == ContentType.AUTH_REQUEST:
-            self._auth_request_event.set()
-        elif ctype == ContentType.DISCONNECT_NOTICE:
-            if getattr(message, "linger", False):
-                self._lingering = True
-            else:
-                self.connected = False
-                self._drop_reason = "disconnect-notice"
-        elif ctype == ContentType.RUDE_REJECTION:
+    def _on_disconnect_notice(self, linger: bool) -> None:
+        if linger:
+            self._lingering = True
+        else:
             self.connected = False
-            self._drop_reason = "rude-rejection (ACL)"
-            self._auth_request_event.set()
-        else:
-            logger.debug("esl frame ignored", extra={"node": self.node, "content_type": ctype})
+            self._drop_reason = "disconnect-notice"
 
-    def _malformed(self, reason: str, raw: bytes) -> None:
-        self.malformed += 1
-        logger.warning(
-            "malformed esl frame skipped",
-            extra={"node": self.node, "reason": reason, "size": len(raw), "head": raw[:120]},
-        )
+    def _on_rude_rejection(self) -> None:
+        self.connected = False
+        self._drop_reason = "rude-rejection (ACL)"
+        self._auth_request_event.set()
 
     def _after_close(self) -> None:
         if self._closing:
@@ -455,3 +358,29 @@ class GreenConnection(InboundESL):  # type: ignore[misc]
                 if not greenlet.dead:
                     greenlet.kill(block=False)
         self._sink([Resolution(pending)])
+
+
+class GreenWire:
+    """A :class:`GreenConnection` driven from asyncio: the :class:`~telephony.esl.wire.Wire`
+    that runs greenswitch in the gevent thread ``hub``. ``RuntimeError``: the thread is gone.
+    """
+
+    def __init__(self, green: GreenConnection, hub: GeventThread) -> None:
+        self._green = green
+        self._hub = hub
+
+    @property
+    def malformed(self) -> int:
+        return self._green.malformed
+
+    def open(self, pending: PendingReply) -> None:
+        self._hub.spawn(self._green.open, pending)
+
+    def post(self, pending: PendingReply, raw: bytes) -> None:
+        self._green.post(pending, raw, self._hub.call)
+
+    def close(self, pending: PendingReply) -> None:
+        self._hub.spawn(self._green.close, pending)
+
+    def abort(self, reason: str) -> None:
+        self._hub.spawn(self._green.abort, reason)

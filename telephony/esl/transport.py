@@ -79,11 +79,12 @@ import uuid as uuidlib
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, get_args
 
 from telephony.esl import commands
-from telephony.esl.connection import Dropped, GreenConnection, HandOff, PendingReply, Resolution
+from telephony.esl.connection import GreenConnection, GreenWire
 from telephony.esl.gevent_thread import GeventThread, acquire_shared, release_shared
+from telephony.esl.loop_connection import LoopConnection
 from telephony.esl.messages import ApiResponse, CommandReply, Event
 from telephony.esl.parser import PREFERRED_EVENT_FORMAT
 from telephony.esl.port import (
@@ -101,8 +102,14 @@ from telephony.esl.port import (
     SwitchEvent,
     parse_nodes,
 )
+from telephony.esl.wire import Dropped, HandOff, PendingReply, Resolution, Wire
 
 logger = logging.getLogger(__name__)
+
+#: Who owns the sockets: ``loop``, the event loop itself (:mod:`telephony.esl.loop_connection`,
+#: the measured choice), or ``greenswitch`` in the gevent thread (:mod:`telephony.esl.connection`).
+EslIo = Literal["loop", "greenswitch"]
+DEFAULT_IO: EslIo = "loop"
 
 #: The codec's measured choice (``parser.PREFERRED_EVENT_FORMAT``): ``event json``.
 DEFAULT_EVENT_FORMAT: EventFormat = PREFERRED_EVENT_FORMAT
@@ -298,6 +305,7 @@ class EslConnection:
         limits: Limits | None = None,
         hooks: EslHooks | None = None,
         drop_applications: Iterable[str] = (),
+        io: EslIo | None = None,
     ) -> None:
         """Describe the connection; nothing happens until :meth:`connect`.
 
@@ -311,6 +319,8 @@ class EslConnection:
         CHANNEL_EXECUTE/_COMPLETE events of these applications are filtered out by
         the switch (mod_event_socket filters: one positive ``Event-Name /./`` that
         passes every event, then ``Application -<app>`` for each, which drops it).
+        ``io``: who owns the socket (:data:`EslIo`, default :data:`DEFAULT_IO`); ``hub``
+        applies to ``greenswitch`` only.
         """
         if isinstance(address, str):
             nodes = parse_nodes(address)
@@ -318,6 +328,9 @@ class EslConnection:
                 raise ValueError(f"one node per connection, got {len(nodes)}: use connect_nodes")
             address = nodes[0]
         self.address = address
+        self.io: EslIo = io or DEFAULT_IO
+        if self.io not in get_args(EslIo):
+            raise ValueError(f"esl io must be one of {get_args(EslIo)}, not {self.io!r}")
         self._names = list(events)
         self._wanted = frozenset(self._names)
         self._wants_all_custom = "CUSTOM" in self._wanted
@@ -345,7 +358,7 @@ class EslConnection:
         self._owns_hub = hub is None
         self._hub_acquired = False
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._green: GreenConnection | None = None
+        self._wire: Wire | None = None
         self._generation = 0
         self._connected = False
         self._closed = False
@@ -399,12 +412,13 @@ class EslConnection:
                 raise EslTimeout(f"not reconnected within {limit}s", node=self.node) from None
             return
         self._loop = asyncio.get_running_loop()
-        if self._owns_hub:
-            if not self._hub_acquired:
+        if self.io == "greenswitch":
+            if not self._owns_hub:
+                assert self._hub is not None
+                self._hub.start()
+            elif not self._hub_acquired:
                 self._hub = acquire_shared()
                 self._hub_acquired = True
-        elif self._hub is not None:
-            self._hub.start()
         try:
             await self._open(limit)
         except BaseException:
@@ -430,11 +444,11 @@ class EslConnection:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._supervisor = self._watchdog = None
-        green, self._green = self._green, None
+        wire, self._wire = self._wire, None
         self._connected = False
         self._generation += 1
-        if green is not None:
-            await self._close_green(green)
+        if wire is not None:
+            await self._close_wire(wire)
         self._fail_all(EslDisconnected("connection closed", node=self.node, sent=True))
         for stream in list(self._streams):
             stream._end()
@@ -456,15 +470,92 @@ class EslConnection:
         await self.close()
 
     async def _open(self, timeout: float) -> None:
-        assert self._loop is not None and self._hub is not None
+        assert self._loop is not None
         loop = self._loop
         self._generation += 1
         generation = self._generation
-        hub = self._hub
         address = self.address
         handoff = self._handoff = HandOff()
         on_batch = self._on_batch
+        report = self._report_depth
+        wire: Wire
+        if self.io == "loop":
 
+            def direct(batch: list[Any]) -> None:  # read on the loop: handed over as read
+                handoff.posted += len(batch)
+                on_batch(generation, batch, handoff)
+                report()
+
+            wire = LoopConnection(
+                address.host,
+                address.port,
+                address.password,
+                node=self.node,
+                sink=direct,
+                timeout=timeout,
+            )
+        else:
+            assert self._hub is not None
+            wire = self._green_wire(self._hub, loop, generation, handoff, timeout)
+        opened: asyncio.Future[Any] = loop.create_future()
+        started = time.monotonic()
+        try:
+            wire.open(PendingReply(opened))
+        except RuntimeError as exc:
+            raise EslConnectError("gevent thread is not running", node=self.node) from exc
+        try:
+            async with asyncio.timeout(timeout + 1.0):
+                await opened
+        except TimeoutError:
+            await self._close_wire(wire)
+            raise EslTimeout(f"connect timed out after {timeout}s", node=self.node) from None
+        except BaseException:  # refused, or cancelled (close() during a reconnect)
+            await self._close_wire(wire)
+            raise
+        self._wire = wire
+        try:
+            remaining = max(0.5, timeout - (time.monotonic() - started))
+            reply = await self._request(self._subscribe_command, remaining, "event", force=True)
+            if not isinstance(reply, CommandReply) or not reply.ok:
+                raise EslCommandError(_reply_text(reply), node=self.node, command="event")
+            for command in self._filter_commands:
+                reply = await self._request(command, remaining, "filter", force=True)
+                if not isinstance(reply, CommandReply) or not reply.ok:
+                    raise EslCommandError(_reply_text(reply), node=self.node, command="filter")
+            if generation != self._generation:  # aborted while subscribing (a full stream)
+                raise EslDisconnected("dropped while subscribing", node=self.node, sent=True)
+        except BaseException:
+            self._wire = None
+            await self._close_wire(wire)
+            raise
+        self._connected = True
+        self._dropped.clear()
+        self._up.set()
+        self._last_frame = time.monotonic()
+        if self.liveness.silence > 0:
+            if self._watchdog is not None:
+                self._watchdog.cancel()
+            self._watchdog = asyncio.create_task(
+                self._watch(generation), name=f"esl-watchdog-{self.node}"
+            )
+        reconnect = self._ever_connected
+        self._ever_connected = True
+        logger.info(
+            "esl connected",
+            extra={"node": self.node, "format": self.event_format, "reconnect": reconnect},
+        )
+        self._notify(NodeConnected(self.node, reconnect=reconnect))
+
+    def _green_wire(
+        self,
+        hub: GeventThread,
+        loop: asyncio.AbstractEventLoop,
+        generation: int,
+        handoff: HandOff,
+        timeout: float,
+    ) -> GreenWire:
+        """greenswitch in the gevent thread, its batches crossing to this loop."""
+        on_batch = self._on_batch
         # Batches wait here for the loop; one call_soon_threadsafe wakes it for all the
         # batches posted before it runs (under load, many reads share one wake-up).
         posted: deque[list[Any]] = deque()
@@ -487,6 +578,7 @@ class EslConnection:
             except RuntimeError:  # the asyncio loop is closed: nobody is listening any more
                 pass
 
+        address = self.address
         green = GreenConnection(
             address.host,
             address.port,
@@ -499,62 +591,15 @@ class EslConnection:
             max_backlog=self.limits.handoff_items,
             stall=self.limits.handoff_stall,
         )
-        opened: asyncio.Future[Any] = loop.create_future()
-        started = time.monotonic()
-        try:
-            hub.spawn(green.open, PendingReply(opened))
-        except RuntimeError as exc:
-            raise EslConnectError("gevent thread is not running", node=self.node) from exc
-        try:
-            async with asyncio.timeout(timeout + 1.0):
-                await opened
-        except TimeoutError:
-            await self._close_green(green)
-            raise EslTimeout(f"connect timed out after {timeout}s", node=self.node) from None
-        except BaseException:  # refused, or cancelled (close() during a reconnect)
-            await self._close_green(green)
-            raise
-        self._green = green
-        try:
-            remaining = max(0.5, timeout - (time.monotonic() - started))
-            reply = await self._request(self._subscribe_command, remaining, "event", force=True)
-            if not isinstance(reply, CommandReply) or not reply.ok:
-                raise EslCommandError(_reply_text(reply), node=self.node, command="event")
-            for command in self._filter_commands:
-                reply = await self._request(command, remaining, "filter", force=True)
-                if not isinstance(reply, CommandReply) or not reply.ok:
-                    raise EslCommandError(_reply_text(reply), node=self.node, command="filter")
-            if generation != self._generation:  # aborted while subscribing (a full stream)
-                raise EslDisconnected("dropped while subscribing", node=self.node, sent=True)
-        except BaseException:
-            self._green = None
-            await self._close_green(green)
-            raise
-        self._connected = True
-        self._dropped.clear()
-        self._up.set()
-        self._last_frame = time.monotonic()
-        if self.liveness.silence > 0:
-            if self._watchdog is not None:
-                self._watchdog.cancel()
-            self._watchdog = asyncio.create_task(
-                self._watch(generation), name=f"esl-watchdog-{self.node}"
-            )
-        reconnect = self._ever_connected
-        self._ever_connected = True
-        logger.info(
-            "esl connected",
-            extra={"node": self.node, "format": self.event_format, "reconnect": reconnect},
-        )
-        self._notify(NodeConnected(self.node, reconnect=reconnect))
+        return GreenWire(green, hub)
 
-    async def _close_green(self, green: GreenConnection) -> None:
-        """Close a connection that never became the current one, and wait (briefly) for it."""
-        if self._hub is None or self._loop is None:
+    async def _close_wire(self, wire: Wire) -> None:
+        """Close a wire (the current one, or one that never became it) and wait, briefly."""
+        if self._loop is None:
             return
         done: asyncio.Future[Any] = self._loop.create_future()
         try:
-            self._hub.spawn(green.close, PendingReply(done))
+            wire.close(PendingReply(done))
             async with asyncio.timeout(3.0):
                 await done
         except (RuntimeError, TimeoutError, EslError):
@@ -612,17 +657,16 @@ class EslConnection:
         While the connection is still subscribing, the subscription fails instead
         (``_open`` sees the generation move).
         """
-        green = self._green
-        if green is None:
+        wire = self._wire
+        if wire is None:
             return
         self._generation += 1  # what the old socket still delivers is ignored
         if self._connected:
             self._on_drop(reason)
         else:
-            self._green = None
-        if self._hub is not None:
-            with contextlib.suppress(RuntimeError):
-                self._hub.spawn(green.abort, reason)
+            self._wire = None
+        with contextlib.suppress(RuntimeError):
+            wire.abort(reason)
 
     def _overflow(self, buffer: str, depth: int) -> None:
         self.overflows += 1
@@ -741,7 +785,7 @@ class EslConnection:
     def _on_drop(self, reason: str) -> None:
         self._connected = False
         self._up.clear()
-        self._green = None
+        self._wire = None
         logger.warning("esl disconnected", extra={"node": self.node, "reason": reason})
         self._fail_all(EslDisconnected(f"disconnected: {reason}", node=self.node, sent=True))
         self._notify(NodeDisconnected(self.node, reason))
@@ -762,16 +806,16 @@ class EslConnection:
 
     def _send(self, raw: bytes, *, force: bool = False) -> asyncio.Future[Any]:
         """Hand a command to the gevent thread; the future gets its reply."""
-        green = self._green
-        if green is None or self._hub is None or self._loop is None:
+        wire = self._wire
+        if wire is None or self._loop is None:
             raise EslDisconnected("not connected", node=self.node, sent=False)
         if not (self._connected or force):
             raise EslDisconnected("not connected", node=self.node, sent=False)
         future: asyncio.Future[Any] = self._loop.create_future()
         try:
-            green.post(PendingReply(future), raw, self._hub.call)
+            wire.post(PendingReply(future), raw)
         except RuntimeError as exc:
-            raise EslDisconnected("gevent thread stopped", node=self.node, sent=False) from exc
+            raise EslDisconnected(str(exc), node=self.node, sent=False) from exc
         return future
 
     async def _request(

@@ -561,19 +561,25 @@ def print_tables(phases: list[Phase], settings: Settings, idle_ms_per_s: float |
             f"{_ms(p.per_call_ms(p.sim_cpu_s))} {_ms(p.per_call_ms(p.pg_cpu_s), 8)}"
         )
 
-    out("\nController load: event-loop lag (a timer every BENCH_LAG_MS), write-buffer depth")
-    out("  and what each call costs it in events received, SQL statements and log lines")
-    out("  phase              lag p99  lag max  buffer max  events/call  SQL/call  log lines/call")
+    out("\nController load: event-loop lag (a timer every BENCH_LAG_MS), write-buffer depth,")
+    out("  what each call costs it in events received, SQL statements and log lines, and the")
+    out("  garbage collector's longest pause and its collections of the oldest generation")
+    out(
+        "  phase              lag p99  lag max  buffer max  events/call  SQL/call  log lines/call"
+        "  gc max  full gc"
+    )
     for p in phases:
         if p.controller != "serve":
             continue
         lag = p.report.get("lag", {})
+        gc_pauses = p.report.get("gc", {})
         events = sum(p.report.get("events", {}).values())
         out(
             f"  {p.label}  {_lat(lag, 'p99')} ms {_lat(lag, 'max')} ms "
             f"{p.report.get('buffer_depth_max', 0):10d} {events / p.attempted:12.1f}"
             f" {p.report.get('statements', 0) / p.attempted:9.1f}"
             f" {p.log_lines / p.attempted:15.1f}"
+            f"  {_lat(gc_pauses, 'max')} ms {gc_pauses.get('full', 0):8d}"
         )
 
     out("\nKey press -> next prompt, ms (ctl: the telephony_ivr_reaction_seconds samples;")

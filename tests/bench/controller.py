@@ -41,6 +41,7 @@ import asyncio
 import cProfile
 import ctypes
 import ctypes.util
+import gc
 import heapq
 import os
 import resource
@@ -267,6 +268,8 @@ class Window:
     reactions: list[float] = field(default_factory=list)
     events: dict[str, float] = field(default_factory=dict)
     statements: int = 0
+    gc_pauses: list[float] = field(default_factory=list)  # s, every collection
+    gc_full: int = 0  # collections of the oldest generation
 
 
 class Harness:
@@ -314,6 +317,21 @@ class Harness:
                 if sample.name.endswith("_total"):
                     out[sample.labels.get("event", "?")] += sample.value
         return dict(out)
+
+    def start_gc_monitor(self) -> None:
+        """Time every garbage collection (a pause of the whole process, loop included)."""
+        started = [0.0]
+
+        def on_gc(phase: str, info: dict[str, int]) -> None:
+            if phase == "start":
+                started[0] = time.perf_counter()
+                return
+            window = self.window
+            window.gc_pauses.append(time.perf_counter() - started[0])
+            if info.get("generation") == 2:
+                window.gc_full += 1
+
+        gc.callbacks.append(on_gc)
 
     def start_lag_monitor(self) -> None:
         loop = asyncio.get_running_loop()
@@ -392,6 +410,7 @@ class Harness:
             "leaves": _top(sampler.leaves, top),
             "inclusive": _top(sampler.inclusive, top),
             "lag": _percentiles(window.lags),
+            "gc": {**_percentiles(window.gc_pauses), "full": window.gc_full},
             "buffer_depth_max": window.depth_max,
             "reaction": _percentiles(window.reactions),
             "events": {
@@ -423,6 +442,7 @@ async def _main(harness: Harness, control: str) -> None:
     host, _, port = control.rpartition(":")
     ctl = await asyncio.start_server(harness.serve_control, host or "127.0.0.1", int(port))
     harness.start_lag_monitor()
+    harness.start_gc_monitor()
     try:
         await server.serve(Settings.load())
     finally:

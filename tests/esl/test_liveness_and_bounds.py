@@ -177,6 +177,7 @@ async def test_an_engine_far_behind_forces_a_reconnect_not_a_silent_drop(
         await connection.close()
 
 
+@pytest.mark.wire("greenswitch")
 async def test_a_blocked_loop_overflows_the_hand_off_and_forces_a_reconnect(
     switch: FakeSwitch,
 ) -> None:
@@ -206,5 +207,33 @@ async def test_a_blocked_loop_overflows_the_hand_off_and_forces_a_reconnect(
         dropped, connected = items[-2:]
         assert isinstance(dropped, NodeDisconnected) and "hand-off" in dropped.reason
         assert isinstance(connected, NodeConnected) and connected.reconnect
+    finally:
+        await connection.close()
+
+
+@pytest.mark.wire("loop")
+async def test_a_blocked_loop_reads_nothing_and_then_loses_nothing(switch: FakeSwitch) -> None:
+    """On the loop's own wire there is no hand-off to fill: TCP holds what the loop has not
+    read, and every event arrives, in order, once the loop runs again; no reconnect."""
+    hooks = Recorder()
+    connection = _connection(switch, hooks, liveness=Liveness(0))
+    stream = connection.events()
+    await connection.connect()
+    try:
+        switch.session.send(
+            b"".join(
+                switch.session.event_bytes(channel_event("CHANNEL_CREATE", f"leg-{n}"))
+                for n in range(2000)
+            )
+        )
+        time.sleep(1.0)  # the loop is blocked: nobody reads the socket
+        await _until(lambda: len(stream._items) >= 2001)
+        items = stream.drain()
+        assert isinstance(items[0], NodeConnected)
+        events = [item for item in items if isinstance(item, Event)]
+        assert [e.unique_id for e in events] == [f"leg-{n}" for n in range(2000)]
+        assert not hooks.overflows and connection.connected
+        assert max(hooks.handoff_depths) == 0  # nothing waits between the socket and the loop
+        assert len(switch.lines("auth")) == 1
     finally:
         await connection.close()

@@ -1,4 +1,4 @@
-"""The greenswitch transport and its asyncio face, against a fake event socket server."""
+"""The transport (both wires: the loop's own socket, greenswitch) against a fake event socket."""
 
 from __future__ import annotations
 
@@ -463,6 +463,7 @@ async def test_connect_times_out_when_no_auth_request_comes() -> None:
         server.close()
 
 
+@pytest.mark.wire("greenswitch")
 async def test_close_joins_the_gevent_thread(switch: FakeSwitch) -> None:
     connection = _connection(switch)
     stream = connection.events()
@@ -481,6 +482,7 @@ async def test_close_joins_the_gevent_thread(switch: FakeSwitch) -> None:
         await anext(stream)
 
 
+@pytest.mark.wire("greenswitch")
 async def test_two_nodes_share_one_gevent_thread() -> None:
     first, second = FakeSwitch(), FakeSwitch()
     await first.start()
