@@ -173,11 +173,11 @@ class Settings(BaseSettings):
         description="how often the dialer looks for new missed calls and due callbacks",
     )
     overload_max_cpu: float = Field(
-        default=0.85,
+        default=0.95,
         ge=0,
         le=1,
         description="limit new calls while the process uses more than this share of one core "
-        "(0: never)",
+        "(0: never; it runs on one thread, so one core is all it can use)",
     )
     overload_max_calls_per_second: float = Field(
         default=0.0,

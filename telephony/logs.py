@@ -6,9 +6,11 @@ The event loop that serves calls must never wait for stderr (a slow pipe,
 journald or a terminal on pause would stall every call). So the root logger
 has one :class:`DroppingQueueHandler`: on the caller's thread it formats the
 record as its JSON line (cheap, and the values are those of the moment it
-was logged) and puts it on a bounded queue without waiting; a
-:class:`logging.handlers.QueueListener` thread (``log-writer``) writes the
-lines to stderr.
+was logged) and appends it to a bounded queue without waiting; a writer
+thread (``log-writer``) wakes every ``period`` (50 ms), takes every line
+queued and writes them to stderr in one write. It is not woken per line:
+waking another thread for each line made the two threads trade the GIL
+(and a futex) for every call the engine logged.
 
 Policy when the queue is full (``queue_size`` lines, 10,000 by default: the
 writer is stuck or far behind): the line is dropped and counted
@@ -32,10 +34,12 @@ import atexit
 import contextlib
 import logging
 import sys
+import threading
 import time
+from collections import deque
 from collections.abc import Callable
-from logging.handlers import QueueHandler, QueueListener
-from queue import Full, Queue
+from logging.handlers import QueueHandler
+from queue import Full
 from typing import IO, Any
 
 import orjson
@@ -71,11 +75,31 @@ class _Preformatted(logging.Formatter):
         return str(record.msg)
 
 
+class _Lines:
+    """A bounded queue of formatted records: appended to by any thread, taken whole.
+
+    ``deque`` appends and pops are atomic, so neither side takes a lock.
+    """
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self._items: deque[logging.LogRecord] = deque()
+
+    def put_nowait(self, record: logging.LogRecord) -> None:
+        if len(self._items) >= self.maxsize:
+            raise Full
+        self._items.append(record)
+
+    def take(self) -> list[logging.LogRecord]:
+        items = self._items
+        return [items.popleft() for _ in range(len(items))]
+
+
 class DroppingQueueHandler(QueueHandler):
     """Format on the caller's thread, queue without waiting; a full queue drops and counts."""
 
-    def __init__(self, target: Queue[Any]) -> None:
-        super().__init__(target)
+    def __init__(self, target: _Lines) -> None:
+        super().__init__(target)  # type: ignore[arg-type]
         self.lines = target
         self.setFormatter(JsonFormatter())
         self.dropped = 0
@@ -112,18 +136,46 @@ class DroppingQueueHandler(QueueHandler):
         self._unreported = 0
 
 
-class _Listener(QueueListener):
-    def __init__(self, lines: Queue[Any], target: logging.Handler) -> None:
-        super().__init__(lines, target)
+class _Writer:
+    """The ``log-writer`` thread: every ``period`` seconds, what is queued, in one write."""
+
+    def __init__(self, lines: _Lines, target: logging.StreamHandler[Any], period: float) -> None:
         self.lines = lines
+        self.target = target
+        self.period = period
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="log-writer", daemon=True)
 
-    def enqueue_sentinel(self) -> None:
-        # The queue may be full (that is when lines are dropped): wait for room, briefly.
-        with contextlib.suppress(Full):
-            self.lines.put(None, timeout=5.0)  # QueueListener's sentinel
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.period):
+            self._write()
+        self._write()
+
+    def _write(self) -> None:
+        records = self.lines.take()
+        if not records:
+            return
+        text = "".join(f"{record.msg}\n" for record in records)
+        target = self.target
+        target.acquire()
+        try:
+            target.stream.write(text)
+            target.flush()
+        except Exception:  # pragma: no cover - stderr is gone: nothing left to tell
+            pass
+        finally:
+            target.release()
+
+    def stop(self) -> None:
+        """Write what is queued and end the thread."""
+        self._stop.set()
+        self._thread.join(timeout=10.0)
 
 
-_listener: _Listener | None = None
+_writer: _Writer | None = None
 _handler: DroppingQueueHandler | None = None
 _target: logging.Handler | None = None
 _drop_hook: Callable[[], None] | None = None
@@ -141,18 +193,21 @@ def configure_logging(
     *,
     queue_size: int = DEFAULT_QUEUE_SIZE,
     stream: IO[str] | None = None,
+    period: float = 0.05,
 ) -> DroppingQueueHandler:
-    """Send JSON log lines to ``stream`` (stderr) at ``level``, through the writer thread."""
-    global _listener, _handler, _target, _atexit_registered
+    """Send JSON log lines to ``stream`` (stderr) at ``level``, through the writer thread
+    (which writes what was logged every ``period`` seconds)."""
+    global _writer, _handler, _target, _atexit_registered
     stop_logging()
-    target = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    target: logging.StreamHandler[Any] = logging.StreamHandler(
+        stream if stream is not None else sys.stderr
+    )
     target.setFormatter(_Preformatted())
-    lines: Queue[Any] = Queue(maxsize=queue_size)
+    lines = _Lines(queue_size)
     handler = DroppingQueueHandler(lines)
-    listener = _Listener(lines, target)
-    listener.start()
-    listener._thread.name = "log-writer"  # type: ignore[union-attr]
-    _listener, _handler, _target = listener, handler, target
+    writer = _Writer(lines, target, period)
+    writer.start()
+    _writer, _handler, _target = writer, handler, target
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -165,15 +220,15 @@ def configure_logging(
 
 def stop_logging() -> None:
     """Write every queued line, stop the writer thread; later lines are written directly."""
-    global _listener, _handler, _target
-    listener, handler, target = _listener, _handler, _target
-    _listener = _handler = _target = None
-    if listener is None:
+    global _writer, _handler, _target
+    writer, handler, target = _writer, _handler, _target
+    _writer = _handler = _target = None
+    if writer is None:
         return
     root = logging.getLogger()
     if handler is not None and target is not None and handler in root.handlers:
         root.handlers[root.handlers.index(handler)] = _Synchronous(target)
-    listener.stop()
+    writer.stop()
     if target is not None:
         target.flush()
 

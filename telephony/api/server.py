@@ -19,6 +19,7 @@ import uvicorn
 
 from telephony.api.app import create_app
 from telephony.config import Settings
+from telephony.runtime import settle_heap
 from telephony.services import open_services
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ async def serve(settings: Settings) -> None:
                 create_app(services), host=host, port=port, log_config=None, lifespan="off"
             )
             server = _Server(config)
+            settle_heap()
             log.info("serving the API", extra={"listen": f"{host}:{port}"})
             await server.serve()
         finally:

@@ -5,8 +5,10 @@ calls it has accepted finish normally.
 Signals, sampled every ``interval_s`` on the loop itself:
 
 * **CPU**: the process's CPU time per second of wall time over the last second, as a
-  share of one core (the event loop, the ESL thread and the log writer share one GIL,
-  so one core is what the process can use; this signal rises before any queue does);
+  share of one core (the event loop does the work, ESL sockets included, and shares the
+  GIL with the log writer: one core is what the process can use; this signal rises
+  before any queue does; 0.95 by default, as the loop's own lag and the events' age
+  are measured too and cut the admitted rate whenever a queue builds);
 * **event-loop lag**: how late a timer fires (everything on the loop waits that long),
   averaged over the last second;
 * **event age**: how long ago (by the switch's clock) the latest event was raised when
@@ -78,7 +80,7 @@ log = logging.getLogger(__name__)
 class OverloadSettings:
     """Thresholds and the admission law of :class:`OverloadGuard` (0 disables a signal)."""
 
-    max_cpu: float = 0.85
+    max_cpu: float = 0.95
     max_loop_lag_s: float = 0.1
     max_event_age_s: float = 0.5
     max_buffer_depth: int = 20_000

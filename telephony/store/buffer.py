@@ -76,7 +76,7 @@ from typing import Any, Protocol
 
 import asyncpg
 import orjson
-from sqlalchemy import Table
+from sqlalchemy import MetaData, Table
 from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -220,7 +220,13 @@ def _sorted_tables(batch: Sequence[Write]) -> list[Table]:
     """The batch's tables' metadata in foreign-key order (parents first)."""
     if not batch:
         return []
-    return list(batch[0].table.metadata.sorted_tables)
+    return _table_order(batch[0].table.metadata)
+
+
+@functools.lru_cache(maxsize=8)
+def _table_order(metadata: MetaData) -> list[Table]:
+    # MetaData.sorted_tables sorts the foreign-key graph again at every access.
+    return list(metadata.sorted_tables)
 
 
 @dataclass(frozen=True, slots=True)

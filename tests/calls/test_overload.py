@@ -42,7 +42,13 @@ def _guard(depth: list[int] | None = None, **settings: float) -> tuple[OverloadG
     cpu = Cpu(clock)
     waiting = depth if depth is not None else [0]
     chosen = OverloadSettings(
-        **{"max_loop_lag_s": 0.2, "max_event_age_s": 1.0, "max_buffer_depth": 100, **settings}
+        **{
+            "max_cpu": 0.85,
+            "max_loop_lag_s": 0.2,
+            "max_event_age_s": 1.0,
+            "max_buffer_depth": 100,
+            **settings,
+        }
     )
     guard = OverloadGuard(chosen, buffer_depth=lambda: waiting[0], clock=clock, cpu_clock=cpu)
     return guard, clock, cpu
