@@ -2,18 +2,21 @@
 
 Theory of operation
 -------------------
-Each node has one inbound ESL connection, a
-:class:`~telephony.esl.connection.GreenConnection` living in the process's
-single gevent thread (:mod:`telephony.esl.gevent_thread`). This class is the
-asyncio side and owns all correlation state, so it needs no locks: it is
-only touched in the asyncio thread.
+Each node has one inbound ESL connection over a *wire* (:mod:`telephony.esl.wire`)
+that owns its socket: by default a
+:class:`~telephony.esl.loop_connection.LoopConnection` on this event loop
+(``io="loop"``), or a :class:`~telephony.esl.connection.GreenConnection` in the
+process's single gevent thread (``io="greenswitch"``, see
+:mod:`telephony.esl.gevent_thread`). This class owns all correlation state and
+is only touched in the asyncio thread, so it needs no locks.
 
-* asyncio -> gevent: commands are encoded here (``telephony.esl.commands``)
-  and handed over with the hub loop's ``run_callback_threadsafe``.
-* gevent -> asyncio: each socket read makes a batch of events and command
-  replies, in wire order, for :meth:`_on_batch`; one ``call_soon_threadsafe``
-  wakes the loop for every batch posted before the loop gets to them. Commands
-  the other way share a wake-up the same way (``GreenConnection.post``).
+* Commands are encoded here (``telephony.esl.commands``) and given to the wire
+  (``Wire.post``); the greenswitch wire hands them to its thread, a burst on one
+  ``run_callback_threadsafe``.
+* Each socket read makes a batch of events and command replies, in wire order,
+  for :meth:`_on_batch`: at once on the loop's wire; from the gevent thread,
+  one ``call_soon_threadsafe`` wakes the loop for every batch posted before the
+  loop gets to them.
 * ``bgapi`` sends our own ``Job-UUID`` and registers its future *before*
   sending, so a BACKGROUND_JOB that overtakes the command/reply still finds
   it. ``execute`` does the same with ``Event-UUID``, which comes back as
@@ -52,10 +55,11 @@ Bounds (what happens when the engine falls behind)
 Two buffers sit between the socket and the engine, each bounded
 (:class:`Limits`) and measured (:class:`EslHooks`):
 
-* the cross-thread hand-off (gevent -> asyncio batches not yet run by the
-  loop): at ``handoff_items`` the reader stops reading, so TCP pushes back;
-  if the loop has not caught up after ``handoff_stall`` seconds, the
-  connection is dropped (see :mod:`telephony.esl.connection`);
+* the cross-thread hand-off of the greenswitch wire (batches not yet run by
+  the loop): at ``handoff_items`` the reader stops reading, so TCP pushes
+  back; if the loop has not caught up after ``handoff_stall`` seconds, the
+  connection is dropped (see :mod:`telephony.esl.connection`). The loop's
+  own wire has no hand-off: a busy loop does not read, and TCP pushes back;
 * each :class:`EventStream` (events delivered, not yet taken by the engine):
   at ``stream_events`` the event that does not fit, and every later one of
   that connection, is discarded and the connection is dropped at once.

@@ -49,6 +49,7 @@ from typing import Any
 
 import orjson
 
+from telephony import runtime
 from telephony.sim.channel import Channel
 from telephony.sim.server import Simulator
 from telephony.sim.switch import Switch
@@ -103,7 +104,9 @@ class Fate:
     scripted: bool = False
     #: The citizen gave up: "unanswered" or "queue".
     gave_up: str = ""
-    bridged_evt: asyncio.Event = field(default_factory=asyncio.Event)
+    #: Set at the bridge; dropped when the call ends (a run keeps every fate: an Event each
+    #: would grow the heap the garbage collector scans, and its pauses, over a long run).
+    bridged_evt: asyncio.Event | None = field(default_factory=asyncio.Event)
 
 
 class Run:
@@ -204,7 +207,8 @@ class LoadDriver:
         elif name == "CHANNEL_BRIDGE":
             if fate.bridged is None:
                 fate.bridged = now
-            fate.bridged_evt.set()
+            if fate.bridged_evt is not None:
+                fate.bridged_evt.set()
         elif name == "CHANNEL_HANGUP":
             fate.ended = now
             fate.cause = ch.hangup_cause or ""
@@ -249,6 +253,7 @@ class LoadDriver:
             await self._script(run.spec, ch, fate)
         finally:
             run.active -= 1
+            fate.bridged_evt = None
 
     async def _script(self, spec: RunSpec, ch: Channel, fate: Fate) -> None:
         sw = self.switch
@@ -264,6 +269,7 @@ class LoadDriver:
         if spec.path == "ivr":
             await self._wait(ch, None, spec.after_digit_s)
         else:
+            assert fate.bridged_evt is not None  # dropped only when the call has ended
             if not await self._wait(ch, fate.bridged_evt, spec.queue_patience_s):
                 if ch.is_up:
                     fate.gave_up = "queue"
@@ -364,6 +370,7 @@ async def _main(listen: str, control: str, password: str, time_scale: float) -> 
     driver = LoadDriver(sim)
     chost, cport = _host_port(control)
     server = await asyncio.start_server(driver.serve_control, chost, cport)
+    runtime.settle_heap()  # a switch in C pauses for no collector: keep this one's pauses short
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -386,7 +393,7 @@ def main(argv: list[str] | None = None) -> None:
     from telephony.logs import configure_logging
 
     configure_logging(args.log_level.upper())
-    asyncio.run(_main(args.listen, args.control, args.password, args.time_scale))
+    runtime.run(_main(args.listen, args.control, args.password, args.time_scale))
 
 
 if __name__ == "__main__":
