@@ -194,6 +194,12 @@ class Settings(BaseSettings):
         ge=0,
         description="limit new calls while events wait longer than this to be handled (0: never)",
     )
+    overload_max_reaction_ms: float = Field(
+        default=300.0,
+        ge=0,
+        description="limit new calls while the IVR's key press -> next prompt takes longer than "
+        "this on average over a second, whoever is slow, the switch included (0: never)",
+    )
     overload_max_buffered_writes: int = Field(
         default=20_000,
         ge=0,

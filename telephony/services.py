@@ -338,27 +338,28 @@ def attach_call_engine(services: Services) -> None:
         outbound_gateway=settings.outbound_gateway,
         outbound_caller_id=settings.outbound_caller_id,
     )
-    flows = EngineFlows(
-        IvrService(
-            IvrSettings(flows_dir=settings.ivr_flows, voicemail_dir=str(settings.voicemail)),
-            blocked=services.blocked.contains,
-            hooks=IvrMetrics(services.metrics),
-            voicemail_check=lambda node: recording.reason(node, settings.voicemail),
-        )
-    )
-    services.components.append(flows.service)
     guard = OverloadGuard(
         OverloadSettings(
             max_cpu=settings.overload_max_cpu,
             max_rate=settings.overload_max_calls_per_second,
             max_loop_lag_s=settings.overload_max_lag_ms / 1000,
             max_event_age_s=settings.overload_max_event_age_ms / 1000,
+            max_reaction_s=settings.overload_max_reaction_ms / 1000,
             max_buffer_depth=settings.overload_max_buffered_writes,
         ),
         buffer_depth=lambda: services.buffer.depth,
         metrics=services.metrics,
     )
     services.components.append(_Guard(guard))
+    flows = EngineFlows(
+        IvrService(
+            IvrSettings(flows_dir=settings.ivr_flows, voicemail_dir=str(settings.voicemail)),
+            blocked=services.blocked.contains,
+            hooks=IvrMetrics(services.metrics, on_reaction=guard.reaction_seen),
+            voicemail_check=lambda node: recording.reason(node, settings.voicemail),
+        )
+    )
+    services.components.append(flows.service)
     engines: list[CallEngine] = []
     # Every node's connects and drops, for 呼叫接入系统可用率 (telephony/reports/kpis.py).
     history = NodeHistory(services.buffer, services.clock, [a.name for a in settings.nodes])
@@ -447,13 +448,19 @@ def prepare_recording_folders(settings: Settings) -> None:
 
 
 class IvrMetrics:
-    """The IVR's measurements, into the process's metrics."""
+    """The IVR's measurements, into the process's metrics (and each reaction time to
+    ``on_reaction``: the overload guard's signal of the service citizens get)."""
 
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(
+        self, metrics: Metrics, on_reaction: Callable[[float], None] | None = None
+    ) -> None:
         self.metrics = metrics
+        self.on_reaction = on_reaction
 
     def reaction(self, seconds: float) -> None:
         self.metrics.ivr_reaction.observe(seconds)
+        if self.on_reaction is not None:
+            self.on_reaction(seconds)
 
     def reload_error(self, path: str, errors: int) -> None:
         self.metrics.ivr_flow_rejected.labels(path).inc()

@@ -15,10 +15,14 @@ Signals, sampled every ``interval_s`` on the loop itself:
   the engine handled it, less the smallest such age seen lately (the clocks' offset), so
   a backlog of unread events shows even when the loop itself is quick; averaged over
   the last second;
-* **write-buffer depth**: rows waiting for the database.
+* **write-buffer depth**: rows waiting for the database;
+* **reaction**: the IVR's key press -> next prompt (both on the switch's clock, see
+  ``telephony.ivr.timing``), the mean of the last second's samples. It is the service
+  the citizen gets, whoever is slow: the event loop, the socket, or the switch itself
+  (a switch short of CPU executes our commands late, and nothing on our side shows it).
 
 A signal is *over* above its threshold and *calm* under ``calm`` times it. CPU is a
-forecast of harm; lag, event age and depth are the harm itself. Rates are new calls a
+forecast of harm; lag, event age, depth and reaction are the harm itself. Rates are new calls a
 second over the last ``window_s``: *offered* (admitted or refused) and *admitted*.
 
 A *proven* rate is one the process sustained with no signal over: each sample after
@@ -33,13 +37,13 @@ Admission is rate-based (additive increase, multiplicative decrease, as SIP over
 control does it: RFC 7339's "rate" algorithm). While no signal is over no limit applies.
 At each sample:
 
-* **a harm signal over** (lag, event age or depth), and no cut in the last ``hold_s``:
+* **a harm signal over** (lag, event age, depth or reaction), and no cut in the last ``hold_s``:
   the limit becomes ``decrease`` times the admitted rate, or times the limit if that is
   lower (the first cut sets the limit).
 * **CPU the only signal over**: the same cuts, but none under the *floor*, ``decrease``
   times the proven rate (0 while none is proven); a limit under the floor (left there by
-  a harm cut) grows back to it by ``increase`` of itself a second. So the CPU alone takes
-  the limit at most one cut under what has been proven, and there holds it. The reason:
+  a harm cut) holds. So the CPU alone takes the limit at most one cut under what has
+  been proven, and there holds it; what a harm cut found is kept until all is calm. The reason:
   refusing a call costs CPU too (its events, the hangup, its CDR), and the calls taken
   before a cut go on costing CPU after it, so the CPU share stays over while the
   admitted rate falls; compounding cuts sank a saturated controller to half its
@@ -83,6 +87,7 @@ class OverloadSettings:
     max_cpu: float = 0.95
     max_loop_lag_s: float = 0.1
     max_event_age_s: float = 0.5
+    max_reaction_s: float = 0.3
     max_buffer_depth: int = 20_000
     max_rate: float = 0.0
     interval_s: float = 0.1
@@ -153,6 +158,8 @@ class OverloadGuard:
         # Proofs of the last proven_for_s, highest first (each is newer and lower than
         # the one before it); the newest is kept however old.
         self._proofs: deque[_Rate] = deque()
+        self._reactions: deque[tuple[float, float]] = deque()  # (at, seconds), last window
+        self.reaction = 0.0
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -199,6 +206,18 @@ class OverloadGuard:
             window.popleft()
         self.event_age = max(0.0, offset - window[0][1])
 
+    def reaction_seen(self, seconds: float) -> None:
+        """One IVR reaction sample (key press -> next prompt), as it is measured."""
+        self._reactions.append((self._clock(), seconds))
+
+    def _mean_reaction(self, now: float) -> float:
+        reactions = self._reactions
+        while reactions and now - reactions[0][0] > self.settings.window_s:
+            reactions.popleft()
+        if not reactions:
+            return 0.0
+        return sum(r[1] for r in reactions) / len(reactions)
+
     def sample(self, loop_lag: float) -> None:
         """One measurement: the signals, then the admission limit."""
         s = self.settings
@@ -228,10 +247,12 @@ class OverloadGuard:
         age = sum(h.event_age for h in history) / len(history)
         if self._metrics is not None:
             self._metrics.event_loop_lag.set(loop_lag)
+        self.reaction = self._mean_reaction(now)
         harms = (
             (lag, s.max_loop_lag_s),
             (age, s.max_event_age_s),
             (float(depth), float(s.max_buffer_depth)),
+            (self.reaction, s.max_reaction_s),
         )
         levels = ((self.cpu, s.max_cpu), *harms)
         harm = any(limit > 0 and value > limit for value, limit in harms)
@@ -243,8 +264,8 @@ class OverloadGuard:
             # the floor of a CPU-only overload: one cut under the proven rate
             proven = self.proven
             floor = 0.0 if harm or proven is None else proven * s.decrease
-            if self.limit is not None and self.limit < floor:  # under it since a harm cut
-                self.limit = min(floor, self.limit * grow)
+            if self.limit is not None and self.limit < floor:
+                pass  # under it since a harm cut: held until every signal is calm
             elif now - self._cut_at >= s.hold_s:
                 self._cut(now, admitted_rate, floor, depth)
         elif self.limit is not None:
@@ -282,7 +303,7 @@ class OverloadGuard:
 
     def _cut(self, now: float, admitted_rate: float, floor: float, depth: int) -> None:
         """A signal is over: set the limit or cut it, not under ``floor`` (nor above itself:
-        the caller grows a limit under the floor instead of cutting it)."""
+        the caller holds a limit under the floor instead of cutting it)."""
         s = self.settings
         was = self.limit
         base = admitted_rate if was is None else min(was, admitted_rate)
@@ -300,6 +321,7 @@ class OverloadGuard:
                     "cpu": round(self.cpu, 2),
                     "loop_lag_s": round(self.loop_lag, 3),
                     "event_age_s": round(self.event_age, 3),
+                    "reaction_s": round(self.reaction, 3),
                     "depth": depth,
                 },
             )
