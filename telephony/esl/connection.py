@@ -74,6 +74,7 @@ from telephony.esl.wire import (
     PendingReply,
     Resolution,
     Sink,
+    tune_socket,
 )
 
 logger = logging.getLogger(__name__)
@@ -144,13 +145,7 @@ class GreenConnection(FrameReader, InboundESL):  # type: ignore[misc]
 
     def start_event_handlers(self) -> None:
         """Called by greenswitch's ``connect``: start our reader and writer, not its own."""
-        sock = self.sock
-        sock.setsockopt(stdlib_socket.IPPROTO_TCP, stdlib_socket.TCP_NODELAY, 1)
-        # A node that vanishes without a FIN is noticed in about 25 s, not never.
-        sock.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_KEEPALIVE, 1)
-        for option, value in (("TCP_KEEPIDLE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3)):
-            if hasattr(stdlib_socket, option):
-                sock.setsockopt(stdlib_socket.IPPROTO_TCP, getattr(stdlib_socket, option), value)
+        tune_socket(self.sock)
         self._reader = self._spawn(self.receive_events)
         self._writer = self._spawn(self._write_loop)
 

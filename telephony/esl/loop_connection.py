@@ -37,7 +37,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 from typing import Any, cast
 
 from telephony.esl import commands
@@ -50,7 +49,15 @@ from telephony.esl.port import (
     EslError,
     EslTimeout,
 )
-from telephony.esl.wire import BatchItem, Dropped, FrameReader, PendingReply, Resolution, Sink
+from telephony.esl.wire import (
+    BatchItem,
+    Dropped,
+    FrameReader,
+    PendingReply,
+    Resolution,
+    Sink,
+    tune_socket,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -185,7 +192,7 @@ class LoopConnection(FrameReader, asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)
         sock = transport.get_extra_info("socket")
         if sock is not None:
-            _tune(sock)
+            tune_socket(sock)
 
     def data_received(self, data: bytes) -> None:
         if self._gone:
@@ -251,12 +258,3 @@ class LoopConnection(FrameReader, asyncio.Protocol):
             transport.abort()
         self._sink([Resolution(pending)])
 
-
-def _tune(sock: Any) -> None:
-    """No Nagle delay on commands; keepalive so that a node gone without a FIN is noticed."""
-    with contextlib.suppress(OSError):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        for option, value in (("TCP_KEEPIDLE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3)):
-            if hasattr(socket, option):
-                sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
