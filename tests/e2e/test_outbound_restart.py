@@ -199,6 +199,10 @@ def test_serve_killed_while_a_callback_rings_the_agent_records_it_once_and_calls
     outbound_stack: Stack,
 ) -> None:
     stack = outbound_stack
+    # The engine's ring timeout (15 s by default: 3 s of real time at the simulator's time
+    # scale) must not end the first ring before serve is killed: the checks between seeing
+    # the agent's phone ring and the kill run command-line tools, a second or more each.
+    stack.env["TELEPHONY_RING_TIMEOUT_SECONDS"] = "120"
     stack.start_serve()
     admin = stack.cli("users", "create", "admin", "--role", "admin")
     as_admin = {"Authorization": f"Bearer {admin}"}
