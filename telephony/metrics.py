@@ -231,6 +231,7 @@ class EslMetrics:
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
         self._depth_gauges: dict[str, tuple[Any, Any]] = {}
+        self._depths: dict[str, tuple[int, int]] = {}
 
     def probe_failed(self, node: str) -> None:
         self.metrics.esl_probe_failures.labels(node).inc()
@@ -239,6 +240,10 @@ class EslMetrics:
         self.metrics.esl_buffer_overflows.labels(node, buffer).inc()
 
     def depth(self, node: str, stream: int, handoff: int) -> None:
+        # Called after every socket read; a gauge's set takes a lock, so only changes count.
+        if self._depths.get(node) == (stream, handoff):
+            return
+        self._depths[node] = (stream, handoff)
         gauges = self._depth_gauges.get(node)
         if gauges is None:  # labels() per batch cost more than the two sets
             depth = self.metrics.esl_buffer_depth
@@ -255,10 +260,13 @@ class BufferMetrics:
 
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
+        self._spilled = -1
 
     def depth(self, memory: int, spilled: int) -> None:
         self.metrics.db_buffer_depth.set(memory + spilled)
-        self.metrics.db_buffer_spilled.set(spilled)
+        if spilled != self._spilled:  # after every write; almost always still 0
+            self._spilled = spilled
+            self.metrics.db_buffer_spilled.set(spilled)
 
     def overflow(self) -> None:
         self.metrics.db_buffer_overflows.inc()

@@ -47,6 +47,7 @@ channel, called by the engine when the agent hangs up first.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import re
 from collections.abc import Callable, Mapping
@@ -329,10 +330,7 @@ def render(text: str, channel: IvrChannel) -> str:
 def resolve_prompt(prompt: Prompt, flow: Flow, root: Path, channel: IvrChannel) -> PromptSpec:
     """A flow prompt made concrete: absolute file path, rendered text, engine and voice."""
     if prompt.file:
-        value = prompt.file
-        if not _URL.match(value) and not Path(value).is_absolute():
-            value = str(root / value)  # root is absolute; `ivr check` refuses ".."
-        return PromptSpec("file", value, label=prompt.file)
+        return PromptSpec("file", _prompt_file(root, prompt.file), label=prompt.file)
     if prompt.text:
         return PromptSpec(
             "tts",
@@ -346,6 +344,14 @@ def resolve_prompt(prompt: Prompt, flow: Flow, root: Path, channel: IvrChannel) 
         say_kind=prompt.kind,
         say_module=flow.say_module,
     )
+
+
+@functools.lru_cache(maxsize=4096)
+def _prompt_file(root: Path, value: str) -> str:
+    """A flow's file prompt as the switch reads it (every prompt of every call asks)."""
+    if _URL.match(value) or Path(value).is_absolute():
+        return value
+    return str(root / value)  # root is absolute; `ivr check` refuses ".."
 
 
 @dataclass

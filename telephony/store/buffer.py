@@ -6,7 +6,10 @@ The engine never waits for the database. It :meth:`WriteBuffer.put`\\ s a
 :class:`Write` (a row for a table, as an insert that ignores a row already
 there, or as an upsert that overwrites the named columns) and goes on.
 One task takes the oldest writes, up to ``max_batch``, and commits them in
-one transaction, in the order they were put. If the database cannot be
+one transaction, in the order they were put; it starts a commit at most
+every ``linger`` seconds (50 ms) unless a full batch is waiting, so under
+load a transaction carries many calls' rows rather than the few that
+arrived during the previous commit. If the database cannot be
 reached, the batch stays at the head of the buffer and is tried again with
 capped exponential backoff; writes put meanwhile queue behind it. Because
 every row's key is made by the control plane (uuids, ids) and every write is
@@ -66,6 +69,7 @@ import functools
 import logging
 import math
 import os
+import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -724,6 +728,7 @@ class WriteBuffer:
                     await asyncio.sleep(self._linger)  # let a burst gather into one batch
                 continue
             batch = [self._pending[i] for i in range(min(self._max_batch, len(self._pending)))]
+            started = time.monotonic()
             try:
                 await self._commit(batch)
             except Exception as exc:
@@ -748,6 +753,11 @@ class WriteBuffer:
             if not self._pending and spill is not None and spill.active:
                 spill.committed()
             self._report()
+            if self._pending and len(self._pending) < self._max_batch and not self._closing:
+                # Under load, writes arrive during every commit: without this pause each
+                # commit would carry only those few, and a busy node would pay a
+                # transaction (and a statement per table) for every couple of calls.
+                await asyncio.sleep(max(0.0, self._linger - (time.monotonic() - started)))
 
     async def _commit(self, batch: list[Write]) -> None:
         try:
