@@ -116,12 +116,13 @@ class Router:
         now = core.clock()
         within = core.settings.reoffer_after_s
         retry_at: float | None = None
+        # Every queued call and every agent becoming free routes: the roster (hundreds of
+        # agents) is read once, each offer below takes its agent out of AVAILABLE.
+        available = [a for a in core.roster.agents.values() if a.state is AgentState.AVAILABLE]
         for group, queue in self.queues.items():
             while len(queue):
                 agents = [
-                    a
-                    for a in core.roster.agents.values()
-                    if a.state is AgentState.AVAILABLE and serves(a, group)
+                    a for a in available if a.state is AgentState.AVAILABLE and serves(a, group)
                 ]
                 if not agents:
                     break
