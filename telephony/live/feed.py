@@ -44,7 +44,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import Select, exists, select, true
+from sqlalchemy import Select, bindparam, exists, select, true
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from telephony.acd.agent_state import Agent, AgentState
@@ -93,20 +93,23 @@ def call_finder(engines: Iterable[CallSource]) -> Callable[[str], Call | None]:
     return find
 
 
-def history_query(caller: str, current: uuidlib.UUID, now: datetime) -> Select[Any]:
-    """One statement: whether ``caller`` is blocked, and its calls of the last
-    ``HISTORY_DAYS`` days other than ``current``, newest first (at most ``HISTORY_LIMIT``).
+def history_query() -> Select[Any]:
+    """One statement: whether ``:caller`` is blocked, and its calls since ``:since`` other
+    than ``:current``, newest first (at most ``HISTORY_LIMIT``).
 
     One row per previous call, each with ``blocked``; one row with no call when
     there is none (a lateral-free left join of the blocked flag to the calls).
+    Built once (:data:`_HISTORY`): every ring runs it, and building a statement and its
+    cache key cost more than running it.
     """
+    caller = bindparam("caller", type_=_CALLS.c.caller.type)
     blocked = select(exists().where(_BLOCKED.c.number == caller).label("blocked")).subquery("b")
     calls = (
         select(_CALLS.c.uuid, _CALLS.c.arrived_at, _CALLS.c.outcome, _CALLS.c.agent_id)
         .where(
             _CALLS.c.caller == caller,
-            _CALLS.c.arrived_at >= now - timedelta(days=HISTORY_DAYS),
-            _CALLS.c.uuid != current,
+            _CALLS.c.arrived_at >= bindparam("since", type_=_CALLS.c.arrived_at.type),
+            _CALLS.c.uuid != bindparam("current", type_=_CALLS.c.uuid.type),
         )
         .order_by(_CALLS.c.arrived_at.desc())
         .limit(HISTORY_LIMIT)
@@ -119,6 +122,9 @@ def history_query(caller: str, current: uuidlib.UUID, now: datetime) -> Select[A
         .select_from(blocked.outerjoin(calls, true()))
         .order_by(calls.c.arrived_at.desc())
     )
+
+
+_HISTORY = history_query()
 
 
 def _put_bounded(mapping: dict[_K, _V], key: _K, value: _V, cap: int) -> None:
@@ -380,9 +386,13 @@ class LiveFeed:
         self, caller: str, current: uuidlib.UUID
     ) -> tuple[bool, list[dict[str, Any]]]:
         """Whether ``caller`` is blocked, and its previous calls (``history_query``)."""
-        statement = history_query(caller, current, datetime.now(UTC))
+        since = datetime.now(UTC) - timedelta(days=HISTORY_DAYS)
         async with self.database.connect() as connection:
-            rows = (await connection.execute(statement)).all()
+            rows = (
+                await connection.execute(
+                    _HISTORY, {"caller": caller, "since": since, "current": current}
+                )
+            ).all()
         blocked = bool(rows[0].blocked) if rows else False
         agents = self.roster.agents
         calls = [
