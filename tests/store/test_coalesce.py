@@ -1,5 +1,5 @@
-"""A batch coalesced (one write per row, tables in foreign-key order) stores what the
-same writes store one by one, in fewer statements."""
+"""A batch coalesced (one write per row, tables in foreign-key order) and sent as one
+statement stores what the same writes store one by one."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from telephony.store.buffer import Write, _coalesce, _execute, _groups
+from telephony.store.buffer import Write, _coalesce, _execute, _groups, _run
 from telephony.store.models import Call, CallEvent
 
 T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
@@ -82,8 +82,9 @@ async def test_coalescing_stores_what_one_by_one_stores(engine: AsyncEngine) -> 
         async with engine.begin() as connection:
             for write in existing:
                 await _execute(connection, [write])
-            for group in _groups(_coalesce(batch)):
-                await _execute(connection, group)
+            # as the buffer commits it: the whole batch in one statement, the calls (parents)
+            # and their steps (children) among its parts
+            await _run(connection, _groups(_coalesce(batch)))
         assert await _state(engine) == one_by_one
 
 
