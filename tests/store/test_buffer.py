@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, cast
 
@@ -288,3 +289,49 @@ async def test_closing_during_an_outage_keeps_everything_for_the_next_start(
     await second.close()
     assert await _timeline(engine, call) == [f"step-{n}" for n in range(41)]
     assert not (tmp_path / SPILL_FILE).exists()
+
+
+async def test_every_kind_of_value_is_stored_as_it_was_put(engine: AsyncEngine) -> None:
+    """A batch goes to PostgreSQL as JSON (json_to_recordset): nothing is lost on the way."""
+    call = uuid.uuid4()
+    beijing = timezone(timedelta(hours=8))
+    awkward = 'a "quoted", back\\slash\nnew line, 北京 \U0001f4de'
+    values: dict[str, Any] = {
+        "node": awkward[:64],
+        "ivr_path": awkward * 40,
+        "arrived_at": datetime(2026, 11, 23, 16, 0, 0, 123456, tzinfo=beijing),
+        "ended_at": None,
+        "wait_seconds": 0.1 + 0.2,
+        "talk_seconds": float("inf"),
+        "hold_seconds": float("nan"),
+        "survey_score": -(2**31),
+        "recording_id": uuid.UUID(int=2**128 - 1),
+    }
+    detail = {"keys": "12#", 5: [1.5, True, None, {"深": "层"}], "empty": {}}
+    buffer = WriteBuffer(engine)
+    buffer.start()
+    buffer.put(Write(CALLS, {"uuid": call, "caller": "13800138000", **values}))
+    step = {"id": uuid.uuid4(), "call_uuid": call, "at": T0, "kind": "dtmf", "detail": detail}
+    buffer.put(Write(EVENTS, step))
+    await buffer.close()
+    async with engine.connect() as connection:
+        row = (await connection.execute(select(CALLS).where(CALLS.c.uuid == call))).one()
+        stored = (await connection.execute(select(EVENTS.c.detail))).scalar_one()
+    got = row._asdict()
+    assert math.isnan(got.pop("hold_seconds"))
+    assert {k: got[k] for k in values if k != "hold_seconds"} == {
+        k: v for k, v in values.items() if k != "hold_seconds"
+    }
+    assert stored == {"keys": "12#", "5": [1.5, True, None, {"深": "层"}], "empty": {}}
+
+
+@pytest.mark.allow_db_refusal
+async def test_a_value_too_long_for_its_column_is_refused_not_cut(engine: AsyncEngine) -> None:
+    buffer = WriteBuffer(engine)
+    buffer.start()
+    call = uuid.uuid4()
+    buffer.put(_call(call, node="n" * 65))  # String(64)
+    await buffer.close()
+    assert buffer.refused == 1
+    async with engine.connect() as connection:
+        assert (await connection.scalar(select(CALLS.c.node).where(CALLS.c.uuid == call))) is None
