@@ -76,21 +76,21 @@ class _Preformatted(logging.Formatter):
 
 
 class _Lines:
-    """A bounded queue of formatted records: appended to by any thread, taken whole.
+    """A bounded queue of formatted lines: appended to by any thread, taken whole.
 
     ``deque`` appends and pops are atomic, so neither side takes a lock.
     """
 
     def __init__(self, maxsize: int) -> None:
         self.maxsize = maxsize
-        self._items: deque[logging.LogRecord] = deque()
+        self._items: deque[str] = deque()
 
-    def put_nowait(self, record: logging.LogRecord) -> None:
+    def put_nowait(self, line: str) -> None:
         if len(self._items) >= self.maxsize:
             raise Full
-        self._items.append(record)
+        self._items.append(line)
 
-    def take(self) -> list[logging.LogRecord]:
+    def take(self) -> list[str]:
         items = self._items
         return [items.popleft() for _ in range(len(items))]
 
@@ -105,11 +105,15 @@ class DroppingQueueHandler(QueueHandler):
         self.dropped = 0
         self._unreported = 0
 
-    def enqueue(self, record: logging.LogRecord) -> None:
+    def prepare(self, record: logging.LogRecord) -> str:
+        """The record's JSON line: what is queued (the stock handler copies the record)."""
+        return self.format(record)
+
+    def enqueue(self, record: logging.LogRecord | str) -> None:
         if self._unreported:
             self._report_drops()
         try:
-            self.lines.put_nowait(record)
+            self.lines.put_nowait(record)  # type: ignore[arg-type]  # prepare() made it a line
         except Full:
             self.dropped += 1
             self._unreported += 1
@@ -155,10 +159,10 @@ class _Writer:
         self._write()
 
     def _write(self) -> None:
-        records = self.lines.take()
-        if not records:
+        lines = self.lines.take()
+        if not lines:
             return
-        text = "".join(f"{record.msg}\n" for record in records)
+        text = "".join(f"{line}\n" for line in lines)
         target = self.target
         target.acquire()
         try:
@@ -199,6 +203,10 @@ def configure_logging(
     (which writes what was logged every ``period`` seconds)."""
     global _writer, _handler, _target, _atexit_registered
     stop_logging()
+    # No format here names the caller's file, thread or process: the stock logger would
+    # still walk the stack and look them up for every record.
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     target: logging.StreamHandler[Any] = logging.StreamHandler(
         stream if stream is not None else sys.stderr
     )

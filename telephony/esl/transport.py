@@ -710,9 +710,11 @@ class EslConnection:
                     self._overflow("handoff", handoff.depth)
                 self._on_drop(item.reason)
 
-    def _report_depth(self) -> None:
-        streams = self._streams
-        deepest = max(len(s._items) for s in streams) if streams else 0
+    def _report_depth(self) -> None:  # after every socket read: no generator, no max()
+        deepest = 0
+        for stream in self._streams:
+            if len(stream._items) > deepest:
+                deepest = len(stream._items)
         self.hooks.depth(self.node, deepest, self._handoff.depth)
 
     def _on_event(self, event: Event) -> None:

@@ -5,8 +5,9 @@ Theory of operation
 The engine never waits for the database. It :meth:`WriteBuffer.put`\\ s a
 :class:`Write` (a row for a table, as an insert that ignores a row already
 there, or as an upsert that overwrites the named columns) and goes on.
-One task takes the oldest writes, up to ``max_batch``, and commits them in
-one transaction, in the order they were put; it starts a commit at most
+One task takes the oldest writes, up to ``max_batch``, and commits them as
+one statement (so in one transaction), with the effect of applying them in
+the order they were put; it starts a commit at most
 every ``linger`` seconds (50 ms) unless a full batch is waiting, so under
 load a transaction carries many calls' rows rather than the few that
 arrived during the previous commit. If the database cannot be
@@ -789,8 +790,8 @@ class WriteBuffer:
             self._report()
             if self._pending and len(self._pending) < self._max_batch and not self._closing:
                 # Under load, writes arrive during every commit: without this pause each
-                # commit would carry only those few, and a busy node would pay a
-                # transaction (and a statement per table) for every couple of calls.
+                # commit would carry only those few, and a busy node would pay a round
+                # trip and a statement for every couple of calls.
                 await asyncio.sleep(max(0.0, self._linger - (time.monotonic() - started)))
 
     async def _commit(self, batch: list[Write]) -> None:
