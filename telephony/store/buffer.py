@@ -797,7 +797,7 @@ class WriteBuffer:
     async def _commit(self, batch: list[Write]) -> None:
         try:
             groups = _groups(_coalesce(batch))
-            async with self._engine.begin() as connection:
+            async with self._engine.connect() as connection:
                 await _run(connection, groups)
             self.statements += 1
         except Exception as exc:
@@ -809,7 +809,7 @@ class WriteBuffer:
         """Find the rows the database refuses and report them; commit the others, in order."""
         for write in batch:
             try:
-                async with self._engine.begin() as connection:
+                async with self._engine.connect() as connection:
                     await _execute(connection, [write])
                 self.statements += 1
             except Exception as exc:

@@ -57,11 +57,11 @@ class Outage:
         self.down = False
         self.attempts = 0
 
-    def begin(self) -> Any:
+    def connect(self) -> Any:
         self.attempts += 1
         if self.down:
-            raise OperationalError("begin", {}, ConnectionRefusedError("database is down"))
-        return self.engine.begin()
+            raise OperationalError("connect", {}, ConnectionRefusedError("database is down"))
+        return self.engine.connect()
 
     def as_engine(self) -> AsyncEngine:
         return cast(AsyncEngine, self)
