@@ -612,7 +612,7 @@ class WriteBuffer:
         self._from_spill = 0  # how many of the oldest writes in memory were read back from disk
         self.refused = 0
         self.outages = 0
-        #: Statements sent (one executemany is one), for the benchmarks.
+        #: Statements sent (a batch is one), for the benchmarks.
         self.statements = 0
         self.overflowed = 0
         if self._spill is not None and self._spill.resume():

@@ -31,7 +31,7 @@ What it adds, all inside this process:
 * key-press -> next-prompt samples: every value the ``telephony_ivr_reaction_seconds``
   histogram observes;
 * events received by name (the ``telephony_esl_events`` counter) and SQL statements sent
-  (a ``before_cursor_execute`` listener; an ``executemany`` is one).
+  (a ``before_cursor_execute`` listener, plus the write buffer's batches, one each).
 """
 
 from __future__ import annotations
