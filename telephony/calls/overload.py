@@ -242,8 +242,10 @@ class OverloadGuard:
         admitted_rate = (last.admitted - first.admitted) / span if span > 0 else 0.0
         self.cpu = (last.cpu_time - first.cpu_time) / span if span > 0 else 0.0
         # Lag and age as their mean over the window: one pause (a GC, a slow page of the
-        # database) is not an overload; a queue that stays is.
-        lag = sum(h.loop_lag for h in history) / len(history)
+        # database) is not an overload; a queue that stays is. A window not yet full counts
+        # its unseen part as calm for the lag, or the pause of `settle_heap` at start, the
+        # guard's first sample, would limit the first calls of every start.
+        lag = sum(h.loop_lag for h in history) / max(len(history), s.window_s / s.interval_s)
         age = sum(h.event_age for h in history) / len(history)
         if self._metrics is not None:
             self._metrics.event_loop_lag.set(loop_lag)

@@ -176,6 +176,13 @@ def test_one_pause_of_the_loop_is_not_an_overload() -> None:
     assert not guard.shedding and guard.refused == 0
 
 
+def test_one_pause_of_the_loop_at_start_is_not_an_overload_either() -> None:
+    guard, clock, _ = _guard()
+    _offer(guard, clock, 50, 0.1, lag=0.5)  # the first sample: serve's settle_heap, say
+    _offer(guard, clock, 50, 1.0)
+    assert not guard.shedding and guard.refused == 0
+
+
 def test_event_age_is_measured_against_the_clocks_offset() -> None:
     guard, clock, _ = _guard()
     # the switch's clock is 30 s behind ours: a steady offset is no backlog
