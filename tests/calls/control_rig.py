@@ -174,7 +174,10 @@ async def control_rig(
         esl,
         services.roster,
         services.buffer,
-        EngineSettings(recordings_dir=recordings, ring_timeout_s=5, wrap_up_s=0.5),
+        # The ring timeout is the switch's (originate_timeout), so 60 s here is 3 s of real
+        # time: 5 (0.25 s) turned one loop stall of a busy CI machine into an agent that
+        # "did not answer", went busy, and left the test's only call queued.
+        EngineSettings(recordings_dir=recordings, ring_timeout_s=60, wrap_up_s=0.5),
     )
     services.roster.on_available = lambda agent: calls.route()
     directory = EngineDirectory([calls])
