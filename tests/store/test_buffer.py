@@ -316,7 +316,9 @@ async def test_every_kind_of_value_is_stored_as_it_was_put(engine: AsyncEngine) 
     await buffer.close()
     async with engine.connect() as connection:
         row = (await connection.execute(select(CALLS).where(CALLS.c.uuid == call))).one()
-        stored = (await connection.execute(select(EVENTS.c.detail))).scalar_one()
+        stored = (
+            await connection.execute(select(EVENTS.c.detail).where(EVENTS.c.call_uuid == call))
+        ).scalar_one()
     got = row._asdict()
     assert math.isnan(got.pop("hold_seconds"))
     assert {k: got[k] for k in values if k != "hold_seconds"} == {
