@@ -15,6 +15,17 @@ It subscribes (``event json``) to the four events it needs and, per call:
 * the originate's BACKGROUND_JOB ``+OK``: ``bgapi uuid_bridge`` and ``bgapi uuid_record``.
 
 No database, no log lines, no state beyond the calls waiting for their key.
+
+``--protocol engine`` (the ``ivr`` path only) is the *floor* instead: the ESL traffic
+the engine itself has for an IVR call, at the least CPU plain asyncio allows. The same
+subscription and filters as ``telephony serve`` (so the same 12 events a call, each
+decoded), and the engine's commands in its order, each waiting for what the engine
+waits for: ``uuid_park`` on the dialplan's park; on the core's park ``answer``, then
+``uuid_setvar_multi``, ``playback`` of the welcome, ``play_and_get_digits`` of the menu
+and of the consult menu, every reply matched in a FIFO and every ``execute`` to its
+CHANNEL_EXECUTE_COMPLETE by our ``Event-UUID``. What ``telephony serve`` costs above
+this is the engine (state, CDRs, the IVR interpreter, logs, metrics, the database);
+this much any CPython controller of this protocol pays.
 """
 
 from __future__ import annotations
@@ -24,7 +35,10 @@ import asyncio
 import contextlib
 import itertools
 import signal
+import socket
 import uuid
+from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +117,146 @@ class Baseline:
                 await writer.drain()
 
 
+#: What the engine subscribes to (telephony.esl.port.ENGINE_EVENTS plus the connection's
+#: own), and the dialplan applications it has the switch filter out.
+ENGINE_SUBSCRIPTION = (
+    "CHANNEL_PARK CHANNEL_BRIDGE CHANNEL_EXECUTE CHANNEL_HANGUP_COMPLETE DTMF RECORD_START"
+    " RECORD_STOP BACKGROUND_JOB CHANNEL_EXECUTE_COMPLETE"
+)
+DROPPED_APPLICATIONS = ("set", "export", "unset", "multiset", "log", "hash", "park")
+Then = Callable[[], None]
+
+
+class Floor(asyncio.Protocol):
+    """``--protocol engine``: the engine's ESL traffic for an IVR call (module docstring).
+
+    As lean as the protocol allows: an ``asyncio.Protocol`` on uvloop (as ``telephony
+    serve`` runs), frames cut from each read in place, callbacks instead of coroutines.
+    """
+
+    def __init__(self, password: str) -> None:
+        self.password = password
+        self.transport: asyncio.Transport | None = None
+        self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.rest = b""
+        self.replies: deque[Then | None] = deque()
+        self.completions: dict[str, tuple[str, Then]] = {}
+        self.by_channel: dict[str, set[str]] = {}
+
+    # -- the socket ----------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as telephony serve
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.lost.done():
+            self.lost.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.rest + data if self.rest else data
+        pos, size = 0, len(buf)
+        while True:
+            end = buf.find(b"\n\n", pos)
+            if end < 0:
+                break
+            length, kind, reply = 0, b"", b""
+            for line in buf[pos:end].split(b"\n"):
+                name, _, value = line.partition(b": ")
+                if name == b"Content-Length":
+                    length = int(value)
+                elif name == b"Content-Type":
+                    kind = value
+                elif name == b"Reply-Text":
+                    reply = value
+            stop = end + 2 + length
+            if stop > size:
+                break
+            body = buf[end + 2 : stop]
+            pos = stop
+            if kind == b"text/event-json":
+                self.on_event(orjson.loads(body))
+            elif kind == b"command/reply":
+                self.on_reply(reply.startswith(b"+OK"))
+            elif kind == b"api/response":
+                self.on_reply(body.startswith(b"+OK"))
+            elif kind == b"auth/request":
+                self.command(f"auth {self.password}", self.subscribe)
+        self.rest = buf[pos:]
+
+    # -- commands ------------------------------------------------------------------------
+
+    def subscribe(self) -> None:
+        self.command(f"event json {ENGINE_SUBSCRIPTION}")
+        self.command("filter Event-Name /./")
+        for app in DROPPED_APPLICATIONS:
+            self.command(f"filter Application -{app}")
+
+    def command(self, text: str, then: Then | None = None) -> None:
+        assert self.transport is not None
+        self.replies.append(then)
+        self.transport.write((text + "\n\n").encode())
+
+    def run_app(self, uid: str, app: str, arg: str, then: Then) -> None:
+        """``execute`` with our Event-UUID: ``then`` runs at its CHANNEL_EXECUTE_COMPLETE."""
+        event_uuid = str(uuid.uuid4())
+        self.completions[event_uuid] = (uid, then)
+        self.by_channel.setdefault(uid, set()).add(event_uuid)
+        lines = [f"sendmsg {uid}", "call-command: execute", f"execute-app-name: {app}"]
+        if arg:
+            lines.append(f"execute-app-arg: {arg}")
+        lines.append(f"Event-UUID: {event_uuid}")
+        self.command("\n".join(lines))
+
+    def on_reply(self, ok: bool) -> None:
+        then = self.replies.popleft() if self.replies else None
+        if then is not None and ok:
+            then()
+
+    # -- the calls -----------------------------------------------------------------------
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        name = event.get("Event-Name")
+        uid = event.get("Unique-ID", "")
+        if name == "CHANNEL_EXECUTE_COMPLETE":
+            entry = self.completions.pop(event.get("Application-UUID", ""), None)
+            if entry is not None:
+                self.by_channel.get(entry[0], set()).discard(event["Application-UUID"])
+                entry[1]()
+        elif name == "CHANNEL_PARK" and event.get("Call-Direction") == "inbound":
+            if event.get("Channel-State") == "CS_PARK":
+                self.ivr(uid)
+            else:
+                self.command(f"api uuid_park {uid}")
+        elif name == "CHANNEL_HANGUP_COMPLETE":
+            for event_uuid in self.by_channel.pop(uid, set()):
+                self.completions.pop(event_uuid, None)
+
+    def ivr(self, uid: str) -> None:
+        def collect(prompt: str, then: Then) -> Then:
+            file = str(PROMPTS / "12345" / prompt)
+            arg = f"1 1 1 5000 none {file} silence_stream://250 ivr_in_1 ^[0-9*#]+$ 5000"
+            return lambda: self.run_app(uid, "play_and_get_digits", arg, then)
+
+        consult = collect("menu_consult.wav", lambda: None)
+        menu = collect("menu_main.wav", consult)
+
+        def welcome() -> None:
+            self.run_app(uid, "playback", str(PROMPTS / "12345" / "welcome.wav"), menu)
+
+        def mark() -> None:
+            variables = "park_after_bridge=true;playback_terminators=none;tel_state=ivr"
+            self.command(f"api uuid_setvar_multi {uid} {variables}", welcome)
+
+        self.run_app(uid, "answer", "", mark)
+
+    async def run(self, host: str, port: int) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.create_connection(lambda: self, host, port)
+        await self.lost
+
+
 async def _frame(reader: asyncio.StreamReader) -> tuple[dict[str, str], bytes]:
     block = await reader.readuntil(b"\n\n")
     headers: dict[str, str] = {}
@@ -118,10 +272,16 @@ async def _frame(reader: asyncio.StreamReader) -> tuple[dict[str, str], bytes]:
 async def _main(args: argparse.Namespace) -> None:
     host, _, port = args.esl.rpartition(":")
     first, count = args.first_ext, args.phones
-    baseline = Baseline(
-        args.path, [str(first + n) for n in range(max(1, count))], Path(args.recordings)
-    )
-    task = asyncio.create_task(baseline.run(host or "127.0.0.1", int(port), args.password))
+    if args.protocol == "engine":
+        if args.path != "ivr":
+            raise SystemExit("--protocol engine serves the ivr path only")
+        run = Floor(args.password).run(host or "127.0.0.1", int(port))
+    else:
+        baseline = Baseline(
+            args.path, [str(first + n) for n in range(max(1, count))], Path(args.recordings)
+        )
+        run = baseline.run(host or "127.0.0.1", int(port), args.password)
+    task = asyncio.create_task(run)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, task.cancel)
@@ -137,7 +297,20 @@ def main() -> None:
     parser.add_argument("--first-ext", type=int, default=2000)
     parser.add_argument("--phones", type=int, default=1)
     parser.add_argument("--recordings", default="/tmp")
-    asyncio.run(_main(parser.parse_args()))
+    parser.add_argument(
+        "--protocol",
+        choices=("least", "engine"),
+        default="least",
+        help="least: the fewest events and commands that serve the calls; engine: the"
+        " engine's own subscription and commands, each waited for (the ivr path only)",
+    )
+    args = parser.parse_args()
+    if args.protocol == "engine":
+        import uvloop  # the loop telephony serve runs on
+
+        uvloop.run(_main(args))
+    else:
+        asyncio.run(_main(args))
 
 
 if __name__ == "__main__":

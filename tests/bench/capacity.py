@@ -126,7 +126,7 @@ CATEGORIES = ("esl", "engine", "database", "logging", "asyncio", "other")
 class Phase:
     """One phase's numbers (CPU in seconds, times in seconds)."""
 
-    controller: str  # "serve" or "baseline"
+    controller: str  # "serve", "baseline" or "floor" (the baseline with the engine's protocol)
     path: str
     rate: float
     seconds: float
@@ -135,6 +135,7 @@ class Phase:
     cpu_s: float
     sim_cpu_s: float
     pg_cpu_s: float | None
+    kernel_s: float = math.nan  # of cpu_s: the controller's time in the kernel
     split: dict[str, float] = field(default_factory=dict)
     report: dict[str, Any] = field(default_factory=dict)
     cdrs: dict[str, int] = field(default_factory=dict)
@@ -243,8 +244,8 @@ class Rig:
         time.sleep(1.0)  # adoption of the (empty) nodes, first IVR flow load
         self.controller_kind = "serve"
 
-    def start_baseline(self, path: str) -> None:
-        """One baseline controller per node."""
+    def start_baseline(self, path: str, protocol: str = "least") -> None:
+        """One baseline controller per node (``protocol="engine"``: the floor, ivr only)."""
         recordings = self.root / "baseline-recordings"
         recordings.mkdir(exist_ok=True)
         phones = str(max(1, self.settings.agents()))
@@ -252,7 +253,7 @@ class Rig:
             process = harness.start(
                 [PYTHON, "-m", "tests.bench.baseline", "--esl", f"127.0.0.1:{node.esl_port}",
                  "--path", path, "--first-ext", str(FIRST_EXTENSION), "--phones", phones,
-                 "--recordings", str(recordings)],
+                 "--recordings", str(recordings), "--protocol", protocol],
                 self.root / f"baseline{n}.log",
             )  # fmt: skip
             self.controllers.append(process)
@@ -262,7 +263,7 @@ class Rig:
                 raise AssertionError("the baseline controller did not connect")
             time.sleep(0.1)
         time.sleep(0.5)
-        self.controller_kind = "baseline"
+        self.controller_kind = "floor" if protocol == "engine" else "baseline"
 
     def stop_controller(self) -> None:
         if self.ctl is not None:
@@ -356,6 +357,7 @@ class Rig:
         count = max(1, round(rate * seconds))
         sims = [node.process for node in self.nodes]
         sim_before, cpu_before = self._cpu(sims), self._cpu(self.controllers)
+        kernel_before = sum(harness.kernel_cpu(p.pid) for p in self.controllers)
         pg_before = harness.postgres_cpu(self.pg_dir) if self.pg_dir else None
         started = time.monotonic()
         if self.ctl is not None:
@@ -398,15 +400,19 @@ class Rig:
         load = _merge([node.ctl("report", run=name) for node in self.nodes])
         sim_cpu = self._cpu(sims) - sim_before
         cpu = self._cpu(self.controllers) - cpu_before
+        kernel = sum(harness.kernel_cpu(p.pid) for p in self.controllers) - kernel_before
         pg_after = harness.postgres_cpu(self.pg_dir) if self.pg_dir else None
         pg_cpu = pg_after - pg_before if pg_after is not None and pg_before is not None else None
         if self.ctl is None:
-            return Phase("baseline", path, rate, seconds, load, wall, cpu, sim_cpu, pg_cpu)
+            return Phase(
+                self.controller_kind, path, rate, seconds, load, wall, cpu, sim_cpu, pg_cpu, kernel
+            )
         report = self.ctl("report")
         cdrs, still_open, recorded = self.cdrs(prefix)
         lines, problems = self._read_log()
         return Phase(
             "serve", path, rate, seconds, load, wall, float(report["cpu_s"]), sim_cpu, pg_cpu,
+            kernel,
             split=_split(report), report=report, cdrs=cdrs, cdrs_open=still_open,
             recorded=recorded, log_lines=lines, log_problems=problems,
             controller_live_calls=live, controller_buffer_depth=depth,
@@ -537,11 +543,13 @@ def print_tables(phases: list[Phase], settings: Settings, idle_ms_per_s: float |
     out("  CPU over the phase; split (of total): esl = the esl-gevent thread (socket, parse)")
     out("  + ESL code on the loop, engine = calls/IVR/ACD, database = write buffer, SQLAlchemy,")
     out("  asyncpg, logging = formatting + the log-writer thread, asyncio = loop internals with")
-    out("  no known caller, other = HTTP, metrics, workers, the lag timer. ctl/base = total over")
-    out("  the baseline controller's, ctl/sim = over the simulator's own CPU in the same phase.")
+    out("  no known caller, other = HTTP, metrics, workers, the lag timer. kernel = the part of")
+    out("  total spent in system calls (stime; a loopback send carries the TCP stack's work).")
+    out("  ctl/base = total over the baseline controller's, ctl/sim = over the simulator's own")
+    out("  CPU in the same phase.")
     out(
-        "  phase              ctl       total    net    esl engine     db    log asyncio other"
-        "  ctl/base ctl/sim    sim postgres"
+        "  phase              ctl       total    net kernel    esl engine     db    log asyncio"
+        " other  ctl/base ctl/sim    sim postgres"
     )
     for p in phases:
         base = _baseline_for(p, phases)
@@ -557,16 +565,18 @@ def print_tables(phases: list[Phase], settings: Settings, idle_ms_per_s: float |
         )
         out(
             f"  {p.label}  {p.controller:8s} {_ms(p.per_call_ms(p.cpu_s), 7)} {net} "
+            f"{_ms(p.per_call_ms(p.kernel_s))} "
             f"{' '.join(split or ['     -'] * len(CATEGORIES))}  {ratio} {ctl_sim} "
             f"{_ms(p.per_call_ms(p.sim_cpu_s))} {_ms(p.per_call_ms(p.pg_cpu_s), 8)}"
         )
 
     out("\nController load: event-loop lag (a timer every BENCH_LAG_MS), write-buffer depth,")
     out("  what each call costs it in events received, SQL statements and log lines, and the")
-    out("  garbage collector's longest pause and its collections of the oldest generation")
+    out("  garbage collector's longest pause, its collections of the oldest generation and the")
+    out("  time all its collections took, per call")
     out(
         "  phase              lag p99  lag max  buffer max  events/call  SQL/call  log lines/call"
-        "  gc max  full gc"
+        "  gc max  full gc  gc/call"
     )
     for p in phases:
         if p.controller != "serve":
@@ -580,6 +590,7 @@ def print_tables(phases: list[Phase], settings: Settings, idle_ms_per_s: float |
             f" {p.report.get('statements', 0) / p.attempted:9.1f}"
             f" {p.log_lines / p.attempted:15.1f}"
             f"  {_lat(gc_pauses, 'max')} ms {gc_pauses.get('full', 0):8d}"
+            f" {_ms(p.per_call_ms(gc_pauses.get('total_s')), 5, 3)} ms"
         )
 
     out("\nKey press -> next prompt, ms (ctl: the telephony_ivr_reaction_seconds samples;")

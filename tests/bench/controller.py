@@ -410,7 +410,11 @@ class Harness:
             "leaves": _top(sampler.leaves, top),
             "inclusive": _top(sampler.inclusive, top),
             "lag": _percentiles(window.lags),
-            "gc": {**_percentiles(window.gc_pauses), "full": window.gc_full},
+            "gc": {
+                **_percentiles(window.gc_pauses),
+                "full": window.gc_full,
+                "total_s": sum(window.gc_pauses),
+            },
             "buffer_depth_max": window.depth_max,
             "reaction": _percentiles(window.reactions),
             "events": {

@@ -136,6 +136,12 @@ def process_cpu(pid: int, *, children: bool = False) -> float:
     return ticks / _TICK
 
 
+def kernel_cpu(pid: int) -> float:
+    """CPU seconds a process has spent in the kernel (stime: its system calls, and on
+    loopback the TCP stack's work for the bytes it sends)."""
+    return int(_stat(pid)[12]) / _TICK
+
+
 def postgres_cpu(data_dir: Path) -> float | None:
     """CPU seconds of a PostgreSQL server so far: the postmaster, its exited children, and
     its live ones (backends, checkpointer, WAL writer...); None if it is not running."""

@@ -6,7 +6,10 @@ The simulator runs in its own process and places the calls itself at a fixed rat
 (``tests.bench.baseline``: the least ESL work that serves the same calls, no database,
 no logs, no ``telephony`` code) serves the same load in the same run, so
 "control plane CPU per call / baseline CPU per call" compares code versions on any
-machine. Paths: ``ivr`` (the 12345 flow: answer, welcome, menu, key 1, the next menu
+machine. On the ``ivr`` path the *floor* runs too (the baseline with ``--protocol
+engine``: the engine's own subscription, filters and commands, each waited for): what
+any CPython controller of this ESL protocol pays, below which no engine code can go.
+Paths: ``ivr`` (the 12345 flow: answer, welcome, menu, key 1, the next menu
 starts, the citizen hangs up) and ``agent`` (key 0, queue, an agent phone that answers
 at once, recorded, the citizen hangs up 4 s after the bridge).
 
@@ -74,13 +77,14 @@ def test_capacity(bench_database: Database) -> None:  # noqa: F811
                 chosen = rates if settings.baseline == "all" else rates[-1:]
                 if not chosen:
                     continue
-                rig.start_baseline(path)
-                try:
-                    for rate in chosen:
-                        phases.append(rig.run_phase(path, rate, settings.baseline_seconds))
-                        _progress(phases[-1])
-                finally:
-                    rig.stop_controller()
+                for protocol in ("least", "engine") if path == "ivr" else ("least",):
+                    rig.start_baseline(path, protocol)
+                    try:
+                        for rate in chosen:
+                            phases.append(rig.run_phase(path, rate, settings.baseline_seconds))
+                            _progress(phases[-1])
+                    finally:
+                        rig.stop_controller()
         rig.start_serve()
         idle = rig.idle_cpu_per_s()
         for path in settings.paths:
