@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, union_all
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from telephony.esl.port import NodeConnected, NodeDisconnected
@@ -102,7 +103,7 @@ async def system_uptime(
     before = (
         select(_HISTORY.c.node, _HISTORY.c.at, _HISTORY.c.connected)
         .where(_HISTORY.c.at < window.start)
-        .distinct(_HISTORY.c.node)
+        .ext(distinct_on(_HISTORY.c.node))
         .order_by(_HISTORY.c.node, _HISTORY.c.at.desc())
     )
     inside = select(_HISTORY.c.node, _HISTORY.c.at, _HISTORY.c.connected).where(
