@@ -699,12 +699,19 @@ class EslConnection:
                 if generation == self._generation:  # not after a drop (an overflow, mid-batch)
                     self._on_event(item)
             elif kind is Resolution:
-                future = item.pending.future
-                if not future.done():
-                    if item.error is not None:
-                        future.set_exception(item.error)
-                    else:
-                        future.set_result(item.result)
+                pending = item.pending
+                future = pending.future
+                if future.done():
+                    continue
+                if item.error is not None:
+                    future.set_exception(item.error)
+                elif pending.app is None:
+                    future.set_result(item.result)
+                elif type(item.result) is not CommandReply or not item.result.ok:
+                    text = _reply_text(item.result)  # an execute the switch refused
+                    future.set_exception(
+                        EslCommandError(text, node=self.node, command=pending.app)
+                    )
             elif kind is Dropped and generation == self._generation and self._connected:
                 if item.overflow:
                     self._overflow("handoff", handoff.depth)
@@ -810,16 +817,24 @@ class EslConnection:
 
     # -- commands ------------------------------------------------------------------------
 
-    def _send(self, raw: bytes, *, force: bool = False) -> asyncio.Future[Any]:
-        """Hand a command to the gevent thread; the future gets its reply."""
+    def _send(
+        self,
+        raw: bytes,
+        *,
+        force: bool = False,
+        completion: asyncio.Future[Any] | None = None,
+        app: str | None = None,
+    ) -> asyncio.Future[Any]:
+        """Hand a command to the wire; the future gets its reply (``completion``, see
+        :class:`~telephony.esl.wire.PendingReply`'s ``app``)."""
         wire = self._wire
         if wire is None or self._loop is None:
             raise EslDisconnected("not connected", node=self.node, sent=False)
         if not (self._connected or force):
             raise EslDisconnected("not connected", node=self.node, sent=False)
-        future: asyncio.Future[Any] = self._loop.create_future()
+        future = completion if completion is not None else self._loop.create_future()
         try:
-            wire.post(PendingReply(future), raw)
+            wire.post(PendingReply(future, app), raw)
         except RuntimeError as exc:
             raise EslDisconnected(str(exc), node=self.node, sent=False) from exc
         return future
@@ -828,11 +843,15 @@ class EslConnection:
         self, raw: bytes, timeout: float, what: str, *, force: bool = False
     ) -> CommandReply | ApiResponse:
         future = self._send(raw, force=force)
+        # One timer handle, not an asyncio.timeout per command (a third of a command's
+        # cost on the loop); what times out is only this future, the FIFO keeps its slot.
+        expiry = future.get_loop().call_later(
+            timeout, _expire, future, f"{what}: no reply after {timeout}s", self.node
+        )
         try:
-            async with asyncio.timeout(timeout):
-                result: CommandReply | ApiResponse = await future
-        except TimeoutError:
-            raise EslTimeout(f"{what}: no reply after {timeout}s", node=self.node) from None
+            result: CommandReply | ApiResponse = await future
+        finally:
+            expiry.cancel()
         return result
 
     async def api(
@@ -890,25 +909,23 @@ class EslConnection:
             commands.sendmsg_execute(uuid, app, arg, event_uuid=event_uuid, event_lock=event_lock)
         )
         limit = timeout or self.timeouts.execute
-        done: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[Event] = loop.create_future()
         self._executes[event_uuid] = (uuid, done)
         self._executes_by_channel.setdefault(uuid, set()).add(event_uuid)
+        # One future for the reply and the completion: a refusing reply fails it
+        # (_on_batch), an accepting one leaves it to CHANNEL_EXECUTE_COMPLETE.
+        expiry = loop.call_later(
+            limit, _expire, done, f"execute {app} on {uuid}: no completion after {limit}s",
+            self.node,
+        )  # fmt: skip
         try:
-            reply_future = self._send(raw)
-            async with asyncio.timeout(limit):
-                reply = await reply_future
-                if not isinstance(reply, CommandReply) or not reply.ok:
-                    raise EslCommandError(_reply_text(reply), node=self.node, command=app)
-                return await done
-        except TimeoutError:
-            raise EslTimeout(
-                f"execute {app} on {uuid}: no completion after {limit}s", node=self.node
-            ) from None
+            self._send(raw, completion=done, app=app)
+            return await done
         finally:
+            expiry.cancel()
             if self._executes.pop(event_uuid, None) is not None:
                 self._forget_execute(uuid, event_uuid)
-            if done.done() and not done.cancelled():
-                done.exception()  # the channel ended before the sendmsg reply: seen, not lost
 
     async def hangup(
         self, uuid: str, cause: str = "NORMAL_CLEARING", *, timeout: float | None = None
@@ -940,6 +957,11 @@ class EslConnection:
     def _unsubscribe(self, stream: EventStream) -> None:
         if stream in self._streams:
             self._streams.remove(stream)
+
+
+def _expire(future: asyncio.Future[Any], message: str, node: str) -> None:
+    if not future.done():
+        future.set_exception(EslTimeout(message, node=node))
 
 
 def _reply_text(reply: object) -> str:

@@ -38,13 +38,16 @@ class PendingReply:
     """A command sent from asyncio, waiting in the wire's FIFO for its reply.
 
     ``future`` is an asyncio future; it is only ever touched in the asyncio
-    thread (the reply travels there inside a :class:`Resolution`).
+    thread (the reply travels there inside a :class:`Resolution`). With ``app``
+    (an ``execute``), ``future`` waits for the application's completion instead:
+    an accepting reply leaves it alone, a refusal fails it.
     """
 
-    __slots__ = ("future", "sent")
+    __slots__ = ("app", "future", "sent")
 
-    def __init__(self, future: Any) -> None:
+    def __init__(self, future: Any, app: str | None = None) -> None:
         self.future = future
+        self.app = app
         self.sent = False
 
 

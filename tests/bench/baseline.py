@@ -26,6 +26,11 @@ and of the consult menu, every reply matched in a FIFO and every ``execute`` to 
 CHANNEL_EXECUTE_COMPLETE by our ``Event-UUID``. What ``telephony serve`` costs above
 this is the engine (state, CDRs, the IVR interpreter, logs, metrics, the database);
 this much any CPython controller of this protocol pays.
+
+``--protocol esl`` is the same calls, commands and waits as the floor, written against
+``telephony.esl`` (an :class:`~telephony.esl.transport.EslConnection` configured as
+``telephony serve`` configures it, one coroutine a call): what our ESL layer costs above
+the floor, with no engine. The only mode that imports ``telephony``.
 """
 
 from __future__ import annotations
@@ -257,6 +262,55 @@ class Floor(asyncio.Protocol):
         await self.lost
 
 
+async def _esl_floor(host: str, port: int, password: str) -> None:
+    """``--protocol esl``: the floor's calls through ``telephony.esl`` (module docstring)."""
+    from telephony.esl.messages import Event
+    from telephony.esl.port import DIALPLAN_APPLICATIONS, ENGINE_EVENTS, EslError, NodeAddress
+    from telephony.esl.transport import EslConnection
+
+    connection = EslConnection(
+        NodeAddress(host, port, password),
+        events=ENGINE_EVENTS,
+        drop_applications=DIALPLAN_APPLICATIONS,
+    )
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def ivr(uid: str) -> None:
+        def collect(prompt: str) -> str:
+            file = PROMPTS / "12345" / prompt
+            return f"1 1 1 5000 none {file} silence_stream://250 ivr_in_1 ^[0-9*#]+$ 5000"
+
+        with contextlib.suppress(EslError):
+            await connection.execute(uid, "answer")
+            variables = "park_after_bridge=true;playback_terminators=none;tel_state=ivr"
+            await connection.api("uuid_setvar_multi", uid, variables)
+            await connection.execute(uid, "playback", str(PROMPTS / "12345" / "welcome.wav"))
+            await connection.execute(uid, "play_and_get_digits", collect("menu_main.wav"))
+            await connection.execute(uid, "play_and_get_digits", collect("menu_consult.wav"))
+
+    async def take(uid: str) -> None:
+        with contextlib.suppress(EslError):
+            await connection.api("uuid_park", uid)
+
+    def spawn(work: Any) -> None:
+        task = asyncio.create_task(work)
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    stream = connection.events()
+    await connection.connect()
+    try:
+        async for event in stream:
+            if not isinstance(event, Event) or event.name != "CHANNEL_PARK":
+                continue
+            uid = event.unique_id
+            if uid and event.get("Call-Direction") == "inbound":
+                core_park = event.get("Channel-State") == "CS_PARK"
+                spawn(ivr(uid) if core_park else take(uid))
+    finally:
+        await connection.close()
+
+
 async def _frame(reader: asyncio.StreamReader) -> tuple[dict[str, str], bytes]:
     block = await reader.readuntil(b"\n\n")
     headers: dict[str, str] = {}
@@ -272,10 +326,12 @@ async def _frame(reader: asyncio.StreamReader) -> tuple[dict[str, str], bytes]:
 async def _main(args: argparse.Namespace) -> None:
     host, _, port = args.esl.rpartition(":")
     first, count = args.first_ext, args.phones
+    if args.protocol != "least" and args.path != "ivr":
+        raise SystemExit(f"--protocol {args.protocol} serves the ivr path only")
     if args.protocol == "engine":
-        if args.path != "ivr":
-            raise SystemExit("--protocol engine serves the ivr path only")
         run = Floor(args.password).run(host or "127.0.0.1", int(port))
+    elif args.protocol == "esl":
+        run = _esl_floor(host or "127.0.0.1", int(port), args.password)
     else:
         baseline = Baseline(
             args.path, [str(first + n) for n in range(max(1, count))], Path(args.recordings)
@@ -299,13 +355,14 @@ def main() -> None:
     parser.add_argument("--recordings", default="/tmp")
     parser.add_argument(
         "--protocol",
-        choices=("least", "engine"),
+        choices=("least", "engine", "esl"),
         default="least",
         help="least: the fewest events and commands that serve the calls; engine: the"
-        " engine's own subscription and commands, each waited for (the ivr path only)",
+        " engine's own subscription and commands, each waited for; esl: the same through"
+        " telephony.esl (engine and esl: the ivr path only)",
     )
     args = parser.parse_args()
-    if args.protocol == "engine":
+    if args.protocol != "least":
         import uvloop  # the loop telephony serve runs on
 
         uvloop.run(_main(args))

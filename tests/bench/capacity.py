@@ -126,7 +126,8 @@ CATEGORIES = ("esl", "engine", "database", "logging", "asyncio", "other")
 class Phase:
     """One phase's numbers (CPU in seconds, times in seconds)."""
 
-    controller: str  # "serve", "baseline" or "floor" (the baseline with the engine's protocol)
+    #: "serve", "baseline", "floor" (the engine's protocol) or "esl" (it through telephony.esl)
+    controller: str
     path: str
     rate: float
     seconds: float
@@ -263,7 +264,7 @@ class Rig:
                 raise AssertionError("the baseline controller did not connect")
             time.sleep(0.1)
         time.sleep(0.5)
-        self.controller_kind = "floor" if protocol == "engine" else "baseline"
+        self.controller_kind = {"engine": "floor", "esl": "esl"}.get(protocol, "baseline")
 
     def stop_controller(self) -> None:
         if self.ctl is not None:
