@@ -709,9 +709,7 @@ class EslConnection:
                     future.set_result(item.result)
                 elif type(item.result) is not CommandReply or not item.result.ok:
                     text = _reply_text(item.result)  # an execute the switch refused
-                    future.set_exception(
-                        EslCommandError(text, node=self.node, command=pending.app)
-                    )
+                    future.set_exception(EslCommandError(text, node=self.node, command=pending.app))
             elif kind is Dropped and generation == self._generation and self._connected:
                 if item.overflow:
                     self._overflow("handoff", handoff.depth)
