@@ -841,8 +841,9 @@ class EslConnection:
         self, raw: bytes, timeout: float, what: str, *, force: bool = False
     ) -> CommandReply | ApiResponse:
         future = self._send(raw, force=force)
-        # One timer handle, not an asyncio.timeout per command (a third of a command's
-        # cost on the loop); what times out is only this future, the FIFO keeps its slot.
+        # A timer handle rather than an asyncio.timeout (a context manager, a reschedule
+        # and a cancellation per command); only this future times out, the FIFO keeps
+        # its slot so that later replies stay matched.
         expiry = future.get_loop().call_later(
             timeout, _expire, future, f"{what}: no reply after {timeout}s", self.node
         )
