@@ -16,16 +16,19 @@ It subscribes (``event json``) to the four events it needs and, per call:
 
 No database, no log lines, no state beyond the calls waiting for their key.
 
-``--protocol engine`` (the ``ivr`` path only) is the *floor* instead: the ESL traffic
-the engine itself has for an IVR call, at the least CPU plain asyncio allows. The same
-subscription and filters as ``telephony serve`` (so the same 12 events a call, each
-decoded), and the engine's commands in its order, each waiting for what the engine
-waits for: ``uuid_park`` on the dialplan's park; on the core's park ``answer``, then
-``uuid_setvar_multi``, ``playback`` of the welcome, ``play_and_get_digits`` of the menu
-and of the consult menu, every reply matched in a FIFO and every ``execute`` to its
-CHANNEL_EXECUTE_COMPLETE by our ``Event-UUID``. What ``telephony serve`` costs above
-this is the engine (state, CDRs, the IVR interpreter, logs, metrics, the database);
-this much any CPython controller of this protocol pays.
+``--protocol engine`` is the *floor* instead: the ESL traffic the engine itself has for
+a call, at the least CPU plain asyncio allows. The same subscription and filters as
+``telephony serve`` (so the same events a call, each decoded), and the engine's
+commands in its order, each waiting for what the engine waits for: ``uuid_park`` on the
+dialplan's park; on the core's park ``answer``, then ``uuid_setvar_multi``, ``playback``
+of the welcome, ``play_and_get_digits`` of the menu, then on the ``ivr`` path that of
+the consult menu; on the ``agent`` path ``playback`` of "to an agent", music on hold
+and ``bgapi originate`` of the next phone, on its ``+OK`` ``uuid_break`` and
+``uuid_bridge``, at the caller's CHANNEL_BRIDGE ``uuid_record``, and at the caller's
+hang-up ``uuid_kill`` of the agent's leg. Every reply is matched in a FIFO and every
+``execute`` to its CHANNEL_EXECUTE_COMPLETE by our ``Event-UUID``. What ``telephony
+serve`` costs above this is the engine (state, CDRs, the IVR interpreter, logs,
+metrics, the database); this much any CPython controller of this protocol pays.
 
 ``--protocol esl`` is the same calls, commands and waits as the floor, written against
 ``telephony.esl`` (an :class:`~telephony.esl.transport.EslConnection` configured as
@@ -133,20 +136,29 @@ Then = Callable[[], None]
 
 
 class Floor(asyncio.Protocol):
-    """``--protocol engine``: the engine's ESL traffic for an IVR call (module docstring).
+    """``--protocol engine``: the engine's ESL traffic for a call (module docstring).
 
     As lean as the protocol allows: an ``asyncio.Protocol`` on uvloop (as ``telephony
     serve`` runs), frames cut from each read in place, callbacks instead of coroutines.
     """
 
-    def __init__(self, password: str) -> None:
+    def __init__(
+        self, password: str, path: str = "ivr", extensions: list[str] | None = None,
+        recordings: Path = Path("/tmp"),
+    ) -> None:  # fmt: skip
         self.password = password
+        self.path = path
+        self.extensions = itertools.cycle(extensions or ["2000"])
+        self.recordings = recordings
         self.transport: asyncio.Transport | None = None
         self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.rest = b""
         self.replies: deque[Then | None] = deque()
         self.completions: dict[str, tuple[str, Then]] = {}
         self.by_channel: dict[str, set[str]] = {}
+        self.jobs: dict[str, tuple[str, str]] = {}  # Job-UUID -> (caller, agent leg)
+        self.bridging: dict[str, str] = {}  # caller -> agent leg, until CHANNEL_BRIDGE
+        self.agent_of: dict[str, str] = {}  # caller -> agent leg, while bridged
 
     # -- the socket ----------------------------------------------------------------------
 
@@ -234,9 +246,19 @@ class Floor(asyncio.Protocol):
                 self.ivr(uid)
             else:
                 self.command(f"api uuid_park {uid}")
+        elif name == "BACKGROUND_JOB":
+            legs = self.jobs.pop(event.get("Job-UUID", ""), None)
+            if legs is not None and str(event.get("_body", "")).startswith("+OK"):
+                self.bridge(*legs)
+        elif name == "CHANNEL_BRIDGE" and uid in self.bridging:
+            self.agent_of[uid] = self.bridging.pop(uid)
+            self.command(f"api uuid_record {uid} start {self.recordings / uid}.wav")
         elif name == "CHANNEL_HANGUP_COMPLETE":
             for event_uuid in self.by_channel.pop(uid, set()):
                 self.completions.pop(event_uuid, None)
+            leg = self.agent_of.pop(uid, None) or self.bridging.pop(uid, None)
+            if leg is not None:
+                self.command(f"api uuid_kill {leg} NORMAL_CLEARING")
 
     def ivr(self, uid: str) -> None:
         def collect(prompt: str, then: Then) -> Then:
@@ -244,8 +266,12 @@ class Floor(asyncio.Protocol):
             arg = f"1 1 1 5000 none {file} silence_stream://250 ivr_in_1 ^[0-9*#]+$ 5000"
             return lambda: self.run_app(uid, "play_and_get_digits", arg, then)
 
-        consult = collect("menu_consult.wav", lambda: None)
-        menu = collect("menu_main.wav", consult)
+        def to_agent() -> None:
+            prompt = str(PROMPTS / "common" / "to_agent.wav")
+            self.run_app(uid, "playback", prompt, lambda: self.queue(uid))
+
+        after_menu = collect("menu_consult.wav", lambda: None) if self.path == "ivr" else to_agent
+        menu = collect("menu_main.wav", after_menu)
 
         def welcome() -> None:
             self.run_app(uid, "playback", str(PROMPTS / "12345" / "welcome.wav"), menu)
@@ -255,6 +281,22 @@ class Floor(asyncio.Protocol):
             self.command(f"api uuid_setvar_multi {uid} {variables}", welcome)
 
         self.run_app(uid, "answer", "", mark)
+
+    def queue(self, uid: str) -> None:
+        """Music on hold, and the next agent's phone rung (``bgapi originate``)."""
+        self.run_app(uid, "playback", "local_stream://moh", lambda: None)
+        leg, job = str(uuid.uuid4()), str(uuid.uuid4())
+        self.jobs[job] = (uid, leg)
+        variables = f"origination_uuid={leg},originate_timeout=15,hotline_call={uid}"
+        target = f"{{{variables}}}user/{next(self.extensions)}"
+        self.command(f"bgapi originate {target} &park()\nJob-UUID: {job}")
+
+    def bridge(self, uid: str, leg: str) -> None:
+        """The agent answered: music off, then ``uuid_bridge`` (recorded at CHANNEL_BRIDGE)."""
+        self.bridging[uid] = leg
+        self.command(
+            f"api uuid_break {uid} all", lambda: self.command(f"api uuid_bridge {uid} {leg}")
+        )
 
     async def run(self, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
@@ -326,16 +368,16 @@ async def _frame(reader: asyncio.StreamReader) -> tuple[dict[str, str], bytes]:
 async def _main(args: argparse.Namespace) -> None:
     host, _, port = args.esl.rpartition(":")
     first, count = args.first_ext, args.phones
-    if args.protocol != "least" and args.path != "ivr":
-        raise SystemExit(f"--protocol {args.protocol} serves the ivr path only")
+    extensions = [str(first + n) for n in range(max(1, count))]
+    if args.protocol == "esl" and args.path != "ivr":
+        raise SystemExit("--protocol esl serves the ivr path only")
     if args.protocol == "engine":
-        run = Floor(args.password).run(host or "127.0.0.1", int(port))
+        floor = Floor(args.password, args.path, extensions, Path(args.recordings))
+        run = floor.run(host or "127.0.0.1", int(port))
     elif args.protocol == "esl":
         run = _esl_floor(host or "127.0.0.1", int(port), args.password)
     else:
-        baseline = Baseline(
-            args.path, [str(first + n) for n in range(max(1, count))], Path(args.recordings)
-        )
+        baseline = Baseline(args.path, extensions, Path(args.recordings))
         run = baseline.run(host or "127.0.0.1", int(port), args.password)
     task = asyncio.create_task(run)
     loop = asyncio.get_running_loop()
@@ -359,7 +401,7 @@ def main() -> None:
         default="least",
         help="least: the fewest events and commands that serve the calls; engine: the"
         " engine's own subscription and commands, each waited for; esl: the same through"
-        " telephony.esl (engine and esl: the ivr path only)",
+        " telephony.esl (the ivr path only)",
     )
     args = parser.parse_args()
     if args.protocol != "least":

@@ -246,7 +246,7 @@ class Rig:
         self.controller_kind = "serve"
 
     def start_baseline(self, path: str, protocol: str = "least") -> None:
-        """One baseline controller per node (``protocol="engine"``: the floor, ivr only)."""
+        """One baseline controller per node (``protocol``: see ``tests.bench.baseline``)."""
         recordings = self.root / "baseline-recordings"
         recordings.mkdir(exist_ok=True)
         phones = str(max(1, self.settings.agents()))

@@ -6,10 +6,10 @@ The simulator runs in its own process and places the calls itself at a fixed rat
 (``tests.bench.baseline``: the least ESL work that serves the same calls, no database,
 no logs, no ``telephony`` code) serves the same load in the same run, so
 "control plane CPU per call / baseline CPU per call" compares code versions on any
-machine. On the ``ivr`` path the *floor* runs too (the baseline with ``--protocol
-engine``: the engine's own subscription, filters and commands, each waited for): what
-any CPython controller of this ESL protocol pays, below which no engine code can go;
-and ``esl``, the same calls through ``telephony.esl`` (what our ESL layer adds to it).
+machine. The *floor* runs too (the baseline with ``--protocol engine``: the engine's
+own subscription, filters and commands, each waited for): what any CPython controller
+of this ESL protocol pays, below which no engine code can go; and on the ``ivr`` path
+``esl``, the floor's calls through ``telephony.esl`` (what our ESL layer adds to it).
 Paths: ``ivr`` (the 12345 flow: answer, welcome, menu, key 1, the next menu
 starts, the citizen hangs up) and ``agent`` (key 0, queue, an agent phone that answers
 at once, recorded, the citizen hangs up 4 s after the bridge).
@@ -78,7 +78,8 @@ def test_capacity(bench_database: Database) -> None:  # noqa: F811
                 chosen = rates if settings.baseline == "all" else rates[-1:]
                 if not chosen:
                     continue
-                for protocol in ("least", "engine", "esl") if path == "ivr" else ("least",):
+                protocols = ("least", "engine", "esl") if path == "ivr" else ("least", "engine")
+                for protocol in protocols:
                     rig.start_baseline(path, protocol)
                     try:
                         for rate in chosen:
