@@ -125,6 +125,28 @@ class Baseline:
                 await writer.drain()
 
 
+def cut_frames(buf: bytes) -> tuple[list[tuple[bytes, bytes, bytes]], bytes]:
+    """The complete frames in ``buf`` as (Content-Type, Reply-Text, body), and the rest."""
+    frames = []
+    pos = 0
+    while (end := buf.find(b"\n\n", pos)) >= 0:
+        length, kind, reply = 0, b"", b""
+        for line in buf[pos:end].split(b"\n"):
+            name, _, value = line.partition(b": ")
+            if name == b"Content-Length":
+                length = int(value)
+            elif name == b"Content-Type":
+                kind = value
+            elif name == b"Reply-Text":
+                reply = value
+        stop = end + 2 + length
+        if stop > len(buf):
+            break
+        frames.append((kind, reply, buf[end + 2 : stop]))
+        pos = stop
+    return frames, buf[pos:]
+
+
 #: What the engine subscribes to (telephony.esl.port.ENGINE_EVENTS plus the connection's
 #: own), and the dialplan applications it has the switch filter out.
 ENGINE_SUBSCRIPTION = (
@@ -172,26 +194,8 @@ class Floor(asyncio.Protocol):
             self.lost.set_result(None)
 
     def data_received(self, data: bytes) -> None:
-        buf = self.rest + data if self.rest else data
-        pos, size = 0, len(buf)
-        while True:
-            end = buf.find(b"\n\n", pos)
-            if end < 0:
-                break
-            length, kind, reply = 0, b"", b""
-            for line in buf[pos:end].split(b"\n"):
-                name, _, value = line.partition(b": ")
-                if name == b"Content-Length":
-                    length = int(value)
-                elif name == b"Content-Type":
-                    kind = value
-                elif name == b"Reply-Text":
-                    reply = value
-            stop = end + 2 + length
-            if stop > size:
-                break
-            body = buf[end + 2 : stop]
-            pos = stop
+        frames, self.rest = cut_frames(self.rest + data if self.rest else data)
+        for kind, reply, body in frames:
             if kind == b"text/event-json":
                 self.on_event(orjson.loads(body))
             elif kind == b"command/reply":
@@ -200,7 +204,6 @@ class Floor(asyncio.Protocol):
                 self.on_reply(body.startswith(b"+OK"))
             elif kind == b"auth/request":
                 self.command(f"auth {self.password}", self.subscribe)
-        self.rest = buf[pos:]
 
     # -- commands ------------------------------------------------------------------------
 

@@ -39,6 +39,7 @@ from telephony.esl.messages import Event
 from telephony.esl.parser import FrameParser, decode
 from telephony.esl.port import DIALPLAN_APPLICATIONS, ENGINE_EVENTS, NodeAddress
 from telephony.esl.transport import EslConnection
+from tests.bench.baseline import cut_frames
 
 pytestmark = pytest.mark.bench
 
@@ -119,20 +120,8 @@ class _Minimal(asyncio.Protocol):
         transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def data_received(self, data: bytes) -> None:
-        buf = self.rest + data if self.rest else data
-        pos = 0
-        while (end := buf.find(b"\n\n", pos)) >= 0:
-            length, kind = 0, b""
-            for line in buf[pos:end].split(b"\n"):
-                name, _, value = line.partition(b": ")
-                if name == b"Content-Length":
-                    length = int(value)
-                elif name == b"Content-Type":
-                    kind = value
-            stop = end + 2 + length
-            if stop > len(buf):
-                break
-            body, pos = buf[end + 2 : stop], stop
+        frames, self.rest = cut_frames(self.rest + data if self.rest else data)
+        for kind, _, body in frames:
             if kind == b"text/event-json":
                 event = orjson.loads(body)
                 done = self.completions.pop(event.get("Application-UUID", ""), None)
@@ -142,7 +131,6 @@ class _Minimal(asyncio.Protocol):
                 self.replies.popleft().set_result(True)
             elif kind == b"auth/request":
                 self.ready.set_result(None)
-        self.rest = buf[pos:]
 
     def send(self, text: str) -> asyncio.Future[bool]:
         assert self.transport is not None
