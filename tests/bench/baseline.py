@@ -33,7 +33,8 @@ metrics, the database); this much any CPython controller of this protocol pays.
 ``--protocol esl`` is the same calls, commands and waits as the floor, written against
 ``telephony.esl`` (an :class:`~telephony.esl.transport.EslConnection` configured as
 ``telephony serve`` configures it, one coroutine a call): what our ESL layer costs above
-the floor, with no engine. The only mode that imports ``telephony``.
+the floor, with no engine. The floor reads only the engine's subscription from
+``telephony``; ``esl`` uses its ESL layer; the baseline imports nothing of it.
 """
 
 from __future__ import annotations
@@ -55,6 +56,22 @@ import orjson
 PROMPTS = Path(__file__).resolve().parents[2] / "ivr_flows" / "prompts"
 
 
+def sendmsg_execute(uid: str, app: str, arg: str = "", event_uuid: str = "") -> str:
+    """A ``sendmsg`` execute, without the blank line that ends it."""
+    lines = [f"sendmsg {uid}", "call-command: execute", f"execute-app-name: {app}"]
+    if arg:
+        lines.append(f"execute-app-arg: {arg}")
+    if event_uuid:
+        lines.append(f"Event-UUID: {event_uuid}")
+    return "\n".join(lines)
+
+
+def collect_arg(prompt: str) -> str:
+    """``play_and_get_digits`` of one key after a 12345 prompt, as the engine asks it."""
+    file = PROMPTS / "12345" / prompt
+    return f"1 1 1 5000 none {file} silence_stream://250 ivr_in_1 ^[0-9*#]+$ 5000"
+
+
 class Baseline:
     def __init__(self, path: str, extensions: list[str], recordings: Path) -> None:
         self.path = path
@@ -69,10 +86,7 @@ class Baseline:
         self.writer.write(text.encode())
 
     def execute(self, uid: str, app: str, arg: str = "") -> None:
-        lines = [f"sendmsg {uid}", "call-command: execute", f"execute-app-name: {app}"]
-        if arg:
-            lines.append(f"execute-app-arg: {arg}")
-        self.send("\n".join(lines) + "\n\n")
+        self.send(sendmsg_execute(uid, app, arg) + "\n\n")
 
     def bgapi(self, command: str, job: str | None = None) -> None:
         self.send(f"bgapi {command}\nJob-UUID: {job or uuid.uuid4()}\n\n")
@@ -147,13 +161,6 @@ def cut_frames(buf: bytes) -> tuple[list[tuple[bytes, bytes, bytes]], bytes]:
     return frames, buf[pos:]
 
 
-#: What the engine subscribes to (telephony.esl.port.ENGINE_EVENTS plus the connection's
-#: own), and the dialplan applications it has the switch filter out.
-ENGINE_SUBSCRIPTION = (
-    "CHANNEL_PARK CHANNEL_BRIDGE CHANNEL_EXECUTE CHANNEL_HANGUP_COMPLETE DTMF RECORD_START"
-    " RECORD_STOP BACKGROUND_JOB CHANNEL_EXECUTE_COMPLETE"
-)
-DROPPED_APPLICATIONS = ("set", "export", "unset", "multiset", "log", "hash", "park")
 Then = Callable[[], None]
 
 
@@ -208,9 +215,14 @@ class Floor(asyncio.Protocol):
     # -- commands ------------------------------------------------------------------------
 
     def subscribe(self) -> None:
-        self.command(f"event json {ENGINE_SUBSCRIPTION}")
+        """What ``telephony serve`` subscribes to and filters, read from it (no copy that
+        could drift): its events and the dialplan applications the switch drops."""
+        from telephony.esl.port import DIALPLAN_APPLICATIONS, ENGINE_EVENTS
+        from telephony.esl.transport import subscription_names
+
+        self.command("event json " + " ".join(subscription_names(ENGINE_EVENTS)))
         self.command("filter Event-Name /./")
-        for app in DROPPED_APPLICATIONS:
+        for app in DIALPLAN_APPLICATIONS:
             self.command(f"filter Application -{app}")
 
     def command(self, text: str, then: Then | None = None) -> None:
@@ -223,11 +235,7 @@ class Floor(asyncio.Protocol):
         event_uuid = str(uuid.uuid4())
         self.completions[event_uuid] = (uid, then)
         self.by_channel.setdefault(uid, set()).add(event_uuid)
-        lines = [f"sendmsg {uid}", "call-command: execute", f"execute-app-name: {app}"]
-        if arg:
-            lines.append(f"execute-app-arg: {arg}")
-        lines.append(f"Event-UUID: {event_uuid}")
-        self.command("\n".join(lines))
+        self.command(sendmsg_execute(uid, app, arg, event_uuid))
 
     def on_reply(self, ok: bool) -> None:
         then = self.replies.popleft() if self.replies else None
@@ -265,9 +273,7 @@ class Floor(asyncio.Protocol):
 
     def ivr(self, uid: str) -> None:
         def collect(prompt: str, then: Then) -> Then:
-            file = str(PROMPTS / "12345" / prompt)
-            arg = f"1 1 1 5000 none {file} silence_stream://250 ivr_in_1 ^[0-9*#]+$ 5000"
-            return lambda: self.run_app(uid, "play_and_get_digits", arg, then)
+            return lambda: self.run_app(uid, "play_and_get_digits", collect_arg(prompt), then)
 
         def to_agent() -> None:
             prompt = str(PROMPTS / "common" / "to_agent.wav")
@@ -321,17 +327,13 @@ async def _esl_floor(host: str, port: int, password: str) -> None:
     tasks: set[asyncio.Task[None]] = set()
 
     async def ivr(uid: str) -> None:
-        def collect(prompt: str) -> str:
-            file = PROMPTS / "12345" / prompt
-            return f"1 1 1 5000 none {file} silence_stream://250 ivr_in_1 ^[0-9*#]+$ 5000"
-
         with contextlib.suppress(EslError):
             await connection.execute(uid, "answer")
             variables = "park_after_bridge=true;playback_terminators=none;tel_state=ivr"
             await connection.api("uuid_setvar_multi", uid, variables)
             await connection.execute(uid, "playback", str(PROMPTS / "12345" / "welcome.wav"))
-            await connection.execute(uid, "play_and_get_digits", collect("menu_main.wav"))
-            await connection.execute(uid, "play_and_get_digits", collect("menu_consult.wav"))
+            await connection.execute(uid, "play_and_get_digits", collect_arg("menu_main.wav"))
+            await connection.execute(uid, "play_and_get_digits", collect_arg("menu_consult.wav"))
 
     async def take(uid: str) -> None:
         with contextlib.suppress(EslError):

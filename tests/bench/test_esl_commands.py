@@ -39,7 +39,7 @@ from telephony.esl.messages import Event
 from telephony.esl.parser import FrameParser, decode
 from telephony.esl.port import DIALPLAN_APPLICATIONS, ENGINE_EVENTS, NodeAddress
 from telephony.esl.transport import EslConnection
-from tests.bench.baseline import cut_frames
+from tests.bench.baseline import cut_frames, sendmsg_execute
 
 pytestmark = pytest.mark.bench
 
@@ -143,10 +143,7 @@ class _Minimal(asyncio.Protocol):
         event_uuid = str(uuid.uuid4())
         done = asyncio.get_running_loop().create_future()
         self.completions[event_uuid] = done
-        await self.send(
-            f"sendmsg {uid}\ncall-command: execute\nexecute-app-name: {app}\n"
-            f"execute-app-arg: {arg}\nEvent-UUID: {event_uuid}"
-        )
+        await self.send(sendmsg_execute(uid, app, arg, event_uuid))
         await done
 
     async def api(self, command: str) -> None:
